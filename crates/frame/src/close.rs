@@ -1,0 +1,153 @@
+//! Close frames: the status code and reason that end a session (RFC 6455 §5.5.1, §7.4).
+
+use crate::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
+
+/// The longest reason that fits a close frame: 125 payload bytes less the 2-byte code.
+pub const MAX_REASON_LEN: usize = 123;
+
+/// The longest close frame on the wire: a 6-byte masked header and a 125-byte payload.
+pub const MAX_CLOSE_FRAME_LEN: usize = 6 + 125;
+
+/// A close status code (RFC 6455 §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: the purpose of the session is fulfilled.
+    pub const NORMAL: CloseCode = CloseCode(1000);
+    /// 1001: an endpoint is going away.
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    /// 1002: a protocol error.
+    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1003: data the endpoint cannot accept (the Zowe gateway also uses it for routing failures).
+    pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
+    /// 1009: a message too big to process.
+    pub const TOO_BIG: CloseCode = CloseCode(1009);
+    /// 1011: an unexpected condition on the server.
+    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1012: the service is restarting or unavailable.
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
+}
+
+/// What a close frame carried, captured while it passed through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CloseFrame {
+    payload: [u8; 125],
+    len: u8,
+}
+
+impl CloseFrame {
+    pub(crate) const EMPTY: CloseFrame = CloseFrame { payload: [0; 125], len: 0 };
+
+    pub(crate) fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.payload.get_mut(usize::from(self.len)) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    /// The status code, or `None` for a close frame without one (seen by the peer as 1005).
+    pub fn code(&self) -> Option<CloseCode> {
+        match self.payload() {
+            [hi, lo, ..] => Some(CloseCode(u16::from_be_bytes([*hi, *lo]))),
+            _ => None,
+        }
+    }
+
+    /// The reason bytes (UTF-8 when the sender followed the RFC).
+    pub fn reason(&self) -> &[u8] {
+        self.payload().get(2..).unwrap_or_default()
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.payload[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for CloseFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloseFrame")
+            .field("code", &self.code())
+            .field("reason", &String::from_utf8_lossy(self.reason()))
+            .finish()
+    }
+}
+
+/// Writes a close frame with `code` and `reason` into `out` and returns its length.
+///
+/// The reason is cut to [`MAX_REASON_LEN`] bytes on a UTF-8 character boundary. With `mask` the frame
+/// is masked, as frames towards a service must be.
+pub fn encode_close(code: CloseCode, reason: &str, mask: Option<[u8; 4]>, out: &mut [u8; MAX_CLOSE_FRAME_LEN]) -> usize {
+    let mut cut = reason.len().min(MAX_REASON_LEN);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let reason = &reason.as_bytes()[..cut];
+    let payload_len = 2 + reason.len();
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::Close,
+        mask,
+        payload_len: payload_len as u64,
+        header_len: 0,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let at = header.encode(&mut head);
+    out[..at].copy_from_slice(&head[..at]);
+    out[at..at + 2].copy_from_slice(&code.0.to_be_bytes());
+    out[at + 2..at + payload_len].copy_from_slice(reason);
+    if let Some(key) = mask {
+        for (i, byte) in out[at..at + payload_len].iter_mut().enumerate() {
+            *byte ^= key[i % 4];
+        }
+    }
+    at + payload_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FrameScanner, Origin};
+
+    fn decode(frame: &[u8], origin: Origin) -> CloseFrame {
+        let mut scanner = FrameScanner::new(origin, u64::MAX);
+        let scan = scanner.scan(frame);
+        assert_eq!(scan.forward, frame.len());
+        scanner.take_close().expect("a close frame")
+    }
+
+    #[test]
+    fn unmasked_and_masked_close_frames_decode_to_what_was_encoded() {
+        let mut out = [0u8; MAX_CLOSE_FRAME_LEN];
+        let len = encode_close(CloseCode(4001), "custom reason", None, &mut out);
+        assert_eq!(&out[..4], &[0x88, 15, 0x0F, 0xA1]);
+        let close = decode(&out[..len], Origin::Service);
+        assert_eq!((close.code(), close.reason()), (Some(CloseCode(4001)), &b"custom reason"[..]));
+
+        let len = encode_close(CloseCode::GOING_AWAY, "bye", Some([9, 8, 7, 6]), &mut out);
+        assert_eq!(len, 6 + 5);
+        let close = decode(&out[..len], Origin::Client);
+        assert_eq!((close.code(), close.reason()), (Some(CloseCode::GOING_AWAY), &b"bye"[..]));
+    }
+
+    #[test]
+    fn long_reasons_are_cut_on_a_char_boundary() {
+        let mut out = [0u8; MAX_CLOSE_FRAME_LEN];
+        // 'é' is two bytes: 62 of them are 124 bytes, so the cut must fall back to 122.
+        let reason = "é".repeat(62);
+        let len = encode_close(CloseCode::INTERNAL_ERROR, &reason, None, &mut out);
+        let close = decode(&out[..len], Origin::Service);
+        assert_eq!(close.reason().len(), 122);
+        assert!(std::str::from_utf8(close.reason()).is_ok());
+        let len = encode_close(CloseCode::INTERNAL_ERROR, &"x".repeat(300), None, &mut out);
+        assert_eq!(len, 2 + 125);
+    }
+
+    #[test]
+    fn close_without_code() {
+        let close = decode(&[0x88, 0x00], Origin::Service);
+        assert_eq!(close.code(), None);
+        assert!(close.reason().is_empty());
+    }
+}
