@@ -1,0 +1,51 @@
+"""Configuration errors: exit code 64 and a message naming the problem."""
+
+from __future__ import annotations
+
+import subprocess
+
+from support import binary, child_env, gateway_config, to_yaml
+
+
+def serve(tmp_path, config: dict | str, env=None):
+    path = tmp_path / "bad.yaml"
+    path.write_text(config if isinstance(config, str) else to_yaml(config))
+    return subprocess.run(
+        [str(binary("wsgate")), "serve", "--config", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=20,
+        env=child_env(env),
+        cwd=tmp_path,
+    )
+
+
+def test_unknown_key_exits_64_naming_the_key(tmp_path):
+    config = gateway_config([])
+    config["server"]["bogusKey"] = True
+    result = serve(tmp_path, config)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 64, (result.returncode, stderr)
+    assert "boguskey" in stderr.lower(), stderr
+    assert b"listening" not in result.stdout
+
+
+def test_wrong_type_exits_64_naming_the_key(tmp_path):
+    config = gateway_config([])
+    config["server"]["port"] = "not-a-port"
+    result = serve(tmp_path, config)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 64, (result.returncode, stderr)
+    assert "port" in stderr.lower(), stderr
+
+
+def test_tls_enabled_exits_64_saying_tls_is_not_built(tmp_path):
+    config = gateway_config([])
+    config["server"]["ssl"] = {"enabled": True}
+    result = serve(tmp_path, config)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 64, (result.returncode, stderr)
+    lower = stderr.lower()
+    assert "tls" in lower or "ssl" in lower, stderr
+    assert "not" in lower and any(w in lower for w in ("built", "implemented", "supported", "yet", "available")), stderr
+    assert b"listening" not in result.stdout

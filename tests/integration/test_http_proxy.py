@@ -1,0 +1,50 @@
+"""The HTTP side of the same route table."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+from support import HOST
+
+
+def request(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        conn.close()
+
+
+def test_get_greeting(gateway, demo):
+    status, _, body = request(gateway.port, "GET", "/discoverableclient/api/v1/greeting?name=Ann")
+    assert status == 200, body
+    assert json.loads(body) == {"greeting": "Hello, Ann!", "instanceId": demo.instance_id}
+
+
+def test_get_greeting_service_id_case_insensitive(gateway, demo):
+    status, _, body = request(gateway.port, "GET", "/DiscoverableClient/api/v1/greeting?name=Bob")
+    assert status == 200, body
+    assert json.loads(body)["greeting"] == "Hello, Bob!"
+
+
+def test_post_is_echoed(gateway):
+    payload = b'{"hello": "world", "n": 42}'
+    status, _, body = request(
+        gateway.port, "POST", "/discoverableclient/api/v1/request?x=1&y=a%20b", body=payload,
+        headers={"Content-Type": "application/json", "X-Test": "posted"},
+    )
+    assert status == 200, body
+    echo = json.loads(body)
+    assert echo["method"] == "POST"
+    assert echo["uri"] == "/discoverableclient/api/v1/request?x=1&y=a%20b"
+    assert echo["body"] == payload.decode()
+    assert echo["headers"].get("x-test") == "posted"
+    assert echo["headers"].get("content-type") == "application/json"
+
+
+def test_unknown_service_is_404(gateway):
+    status, _, _ = request(gateway.port, "GET", "/nosuchservice/api/v1/greeting")
+    assert status == 404
