@@ -19,6 +19,7 @@ from support import (
     Child,
     DemoService,
     Gateway,
+    RawUpstream,
     ScriptedUpstream,
     SilentServer,
     closed_port,
@@ -78,6 +79,13 @@ def silent():
 
 
 @pytest.fixture(scope="session")
+def raw_upstream():
+    server = RawUpstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def refused_port() -> int:
     return closed_port()
 
@@ -88,11 +96,12 @@ class Upstreams:
     scripted: ScriptedUpstream
     silent: SilentServer
     refused_port: int
+    raw: RawUpstream
 
 
 @pytest.fixture(scope="session")
-def upstreams(demo, scripted, silent, refused_port) -> Upstreams:
-    return Upstreams(demo, scripted, silent, refused_port)
+def upstreams(demo, scripted, silent, refused_port, raw_upstream) -> Upstreams:
+    return Upstreams(demo, scripted, silent, refused_port, raw_upstream)
 
 
 def all_services(u: Upstreams) -> list[dict]:
@@ -110,6 +119,7 @@ def all_services(u: Upstreams) -> list[dict]:
         service("noinstance", [], {"ws_v1": ("ws/v1", "/noinstance/ws")}),
         service("refused", [(support.HOST, u.refused_port)], {"ws_v1": ("ws/v1", "/refused/ws")}),
         service("silent", [(support.HOST, u.silent.port)], {"ws_v1": ("ws/v1", "/silent/ws")}),
+        service("rawsvc", [(support.HOST, u.raw.port)], {"ws_v1": ("ws/v1", "/rawsvc/ws")}),
     ]
 
 

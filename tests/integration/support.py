@@ -486,6 +486,78 @@ class SilentServer:
             c.close()
 
 
+class RawUpstream:
+    """A WebSocket service written by hand over raw sockets, to break the protocol on purpose.
+
+    It answers every handshake with 101, then sends one *masked* text frame
+    (servers must not mask) and records the close frame it gets back, keyed by
+    request path.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.closes: dict[str, tuple[int | None, str] | str] = {}
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="raw-upstream", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        path = "?"
+        try:
+            conn.settimeout(15)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            path = lines[0].split(" ")[1]
+            key = next(l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("sec-websocket-key:"))
+            conn.sendall(
+                (
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Accept: {ws_accept(key)}\r\n\r\n"
+                ).encode()
+            )
+            conn.sendall(encode_frame(0x1, b"masked by the service", mask=True))
+            reader = _FrameReader(conn, rest)
+            while True:
+                frame = reader.read_frame(15)
+                if frame is None:
+                    self.closes[path] = "eof"
+                    return
+                if frame[1] == 0x8:
+                    payload = frame[2]
+                    self.closes[path] = (
+                        (struct.unpack("!H", payload[:2])[0], payload[2:].decode("utf-8", "replace"))
+                        if payload else (None, "")
+                    )
+                    return
+        except (OSError, AssertionError, StopIteration) as exc:
+            self.closes[path] = f"error: {exc!r}"
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()
+
+
 def closed_port() -> int:
     """A port on 127.0.0.1 where nothing listens (bound, then released)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -584,21 +656,13 @@ def _mask_fast(payload: bytes, key: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ k).to_bytes(n, "big")
 
 
-class RawWs:
-    """A WebSocket client written by hand, able to break the protocol on purpose."""
+class _FrameReader:
+    """Reads RFC 6455 frames from a socket, with deadlines."""
 
-    def __init__(self, port: int, path: str, timeout: float = 10.0):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+    def __init__(self, sock: socket.socket, buf: bytes = b"", timeout: float = 10.0):
+        self.sock = sock
+        self.buf = buf
         self.timeout = timeout
-        key = ws_key()
-        self.sock.sendall(upgrade_request(port, path, key=key))
-        self.response = read_http_head(self.sock, timeout)
-        self.buf = self.response.rest
-        assert self.response.status == 101, f"expected 101, got {self.response.status} {self.response.headers}"
-        assert self.response.header("Sec-WebSocket-Accept") == ws_accept(key)
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
 
     def send_in_background(self, data: bytes) -> threading.Thread:
         """Sends without blocking the reader (the peer may close before reading it all)."""
@@ -656,6 +720,22 @@ class RawWs:
             payload = _mask_fast(payload, self.buf[pos - 4:pos]) if n else payload
         self.buf = self.buf[pos + n:]
         return bool(b0 & 0x80), b0 & 0x0F, payload, masked
+
+
+class RawWs(_FrameReader):
+    """A WebSocket client written by hand, able to break the protocol on purpose."""
+
+    def __init__(self, port: int, path: str, timeout: float = 10.0):
+        sock = socket.create_connection((HOST, port), timeout=timeout)
+        key = ws_key()
+        sock.sendall(upgrade_request(port, path, key=key))
+        self.response = read_http_head(sock, timeout)
+        super().__init__(sock, self.response.rest, timeout)
+        assert self.response.status == 101, f"expected 101, got {self.response.status} {self.response.headers}"
+        assert self.response.header("Sec-WebSocket-Accept") == ws_accept(key)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
 
     def read_close(self, timeout: float | None = None) -> tuple[int | None, str]:
         """Reads frames until a close frame; returns (code, reason)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from support import RawWs, ascii_upper, connect, encode_frame, expect_close, recv, run
+from support import RawWs, ascii_upper, connect, encode_frame, expect_close, recv, run, wait_until
 
 UPPERCASE = "/discoverableclient/ws/v1/uppercase"
 
@@ -92,3 +92,17 @@ def test_service_frame_over_max_frame_size(gateway_small_frames, scripted):
     run(scenario())
     rec = scripted.wait_record(token).wait_ended()
     assert rec.close_rcvd == (1009, "Frame too large")
+
+
+def test_masked_service_frame_gives_client_1011_and_service_1002(gateway, raw_upstream):
+    token = uuid.uuid4().hex
+
+    async def scenario():
+        async with connect(gateway, f"/rawsvc/ws/v1/{token}") as ws:
+            return await expect_close(ws)
+
+    assert run(scenario()) == (1011, "WebSocket service protocol error")
+    closes = wait_until(lambda: [v for k, v in raw_upstream.closes.items() if token in k], 10,
+                        "the raw service to see the end of its session")
+    assert closes[0] != "eof", "the service got no close frame"
+    assert closes[0][0] == 1002, closes
