@@ -1,1 +1,107 @@
-fn main() {}
+//! `wsgate-demo-service`: runs the demo WebSocket service until SIGTERM or Ctrl-C.
+//!
+//! When bound it prints exactly one line on stdout,
+//! `wsgate-demo-service listening on ADDRESS:PORT`; logs go to stderr (`RUST_LOG` filters).
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wsgate_demo_service::{DemoError, DemoService, Options};
+
+/// Exit code for a bad command line value (sysexits `EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+
+/// The demo WebSocket service of wsgate.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: IpAddr,
+    /// The port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 10012)]
+    port: u16,
+    /// The path prefix of every endpoint.
+    #[arg(long, default_value = "/discoverableclient")]
+    base_path: String,
+    /// The instance id reported by the service [default: demo-<port>].
+    #[arg(long)]
+    instance_id: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("wsgate-demo-service: {error}");
+            match error {
+                DemoError::InvalidBasePath { .. } => ExitCode::from(EXIT_USAGE),
+                DemoError::Bind { .. } => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// Binds, announces the address on stdout, and serves until a stop signal.
+async fn run(args: Args) -> Result<(), DemoError> {
+    let options = Options {
+        address: args.address,
+        port: args.port,
+        base_path: args.base_path,
+        instance_id: args
+            .instance_id
+            .unwrap_or_else(|| format!("demo-{}", args.port)),
+    };
+    let service = DemoService::bind(options).await?;
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout must not stop the service; the line is only a courtesy then.
+    let _ = writeln!(
+        stdout,
+        "wsgate-demo-service listening on {}",
+        service.local_addr()
+    );
+    let _ = stdout.flush();
+    drop(stdout);
+    service.serve(stop_signal()).await
+}
+
+/// Completes on SIGTERM or Ctrl-C (only Ctrl-C outside Unix).
+async fn stop_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; stopping"),
+        () = terminate => tracing::info!("SIGTERM received; stopping"),
+    }
+}
