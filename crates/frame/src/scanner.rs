@@ -10,6 +10,9 @@ pub enum Origin {
     Client,
     /// Frames from the service: no frame may be masked.
     Service,
+    /// Frames whose masking is not checked: for reading what a peer still sends while its connection
+    /// is being closed, after it already broke the rules.
+    Unchecked,
 }
 
 /// A frame the relay must not forward; the session ends at its header.
@@ -125,7 +128,7 @@ impl FrameScanner {
         match (self.origin, header.mask) {
             (Origin::Client, None) => return Some(Violation::Unmasked),
             (Origin::Service, Some(_)) => return Some(Violation::Masked),
-            _ => {}
+            (Origin::Client, Some(_)) | (Origin::Service, None) | (Origin::Unchecked, _) => {}
         }
         (header.payload_len > self.max_payload).then_some(Violation::TooLarge)
     }
@@ -250,6 +253,8 @@ mod tests {
         let mut both = unmasked.clone();
         both.extend(&masked);
         assert_eq!(service.scan(&both), Scan { forward: unmasked.len(), violation: Some(Violation::Masked) });
+        let mut unchecked = FrameScanner::new(Origin::Unchecked, 100);
+        assert_eq!(unchecked.scan(&both), Scan { forward: both.len(), violation: None });
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! Diagnostics under `/application/` (MISSION §6): health for everyone, the rest for loopback clients
+//! only until authentication lands.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+use serde_json::json;
+
+use crate::body::{self, Body};
+use crate::session::{Session, SessionTable};
+
+/// The path prefix the diagnostics own; no service can be routed under it.
+pub const PREFIX: &str = "/application/";
+
+/// Answers a request under [`PREFIX`].
+pub fn handle(method: &Method, path: &str, client: SocketAddr, sessions: &SessionTable) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported here\n");
+    }
+    match path.strip_prefix(PREFIX) {
+        Some("health") => json_response(&json!({ "status": "UP" })),
+        Some("websockets") if !client.ip().is_loopback() => text(StatusCode::FORBIDDEN, "diagnostics are only served to loopback clients\n"),
+        Some("websockets") => json_response(&serde_json::Value::Array(sessions.snapshot().iter().map(|s| describe(s)).collect())),
+        _ => text(StatusCode::NOT_FOUND, "unknown diagnostics endpoint\n"),
+    }
+}
+
+/// One session as `/application/websockets` lists it: Zowe's fields, then wsgate's.
+fn describe(session: &Session) -> serde_json::Value {
+    let info = &session.info;
+    json!({
+        "sessionId": session.id.to_string(),
+        "clientAddress": info.client_address.to_string(),
+        "gatewayPath": info.gateway_path,
+        "serviceUrl": info.service_url,
+        "serviceSessionId": format!("{}.service", session.id),
+        "serviceId": info.service_id,
+        "instanceId": info.instance_id,
+        "subprotocol": info.subprotocol,
+        "startedAt": humantime::format_rfc3339_millis(session.started).to_string(),
+        "messagesFromClient": session.from_client.messages(),
+        "messagesToClient": session.to_client.messages(),
+        "bytesFromClient": session.from_client.bytes(),
+        "bytesToClient": session.to_client.bytes(),
+    })
+}
+
+fn json_response(value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(body::full(value.to_string()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(body::full(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SessionInfo;
+    use http_body_util::BodyExt;
+
+    async fn body_of(response: Response<Body>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn lists_open_sessions_to_loopback_clients_only() {
+        let sessions = SessionTable::new(1);
+        let open = sessions.open(
+            sessions.next_id(),
+            SessionInfo {
+                client_address: "127.0.0.1:5000".parse().unwrap(),
+                gateway_path: "/dc/ws/v1/uppercase".into(),
+                service_url: "ws://127.0.0.1:6000/dc/ws/uppercase".into(),
+                service_id: "dc".into(),
+                instance_id: "127.0.0.1:6000".into(),
+                subprotocol: Some("v12.stomp".into()),
+            },
+        );
+        open.from_client.record(12, 1);
+        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let listed = body_of(handle(&Method::GET, "/application/websockets", local, &sessions)).await;
+        assert_eq!(listed[0]["sessionId"], open.id.to_string());
+        assert_eq!(listed[0]["subprotocol"], "v12.stomp");
+        assert_eq!(listed[0]["bytesFromClient"], 12);
+        assert_eq!(listed[0]["messagesToClient"], 0);
+        let remote: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert_eq!(handle(&Method::GET, "/application/websockets", remote, &sessions).status(), StatusCode::FORBIDDEN);
+        assert_eq!(handle(&Method::GET, "/application/health", remote, &sessions).status(), StatusCode::OK);
+        drop(open);
+        assert_eq!(body_of(handle(&Method::GET, "/application/websockets", local, &sessions)).await, json!([]));
+    }
+}

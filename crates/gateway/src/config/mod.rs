@@ -1,0 +1,363 @@
+//! Configuration (MISSION §8), loaded in two stages.
+//!
+//! [`raw`] mirrors the file's keys as an operator writes them; environment variables override them
+//! with Spring's relaxed binding ([`env`]). [`Config::load`] then validates everything into typed
+//! values. Nothing reads the environment after loading.
+
+mod env;
+mod raw;
+mod units;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
+use raw::RawConfig;
+
+/// The default `server.port`.
+pub const DEFAULT_PORT: u16 = 10010;
+const DEFAULT_REGISTRY_PORT: u16 = 10011;
+
+/// How routing and upstream failures reach the client (MISSION §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorMode {
+    /// Complete the client's handshake, then close with a code and a reason (browsers can read them).
+    CloseCode,
+    /// Answer the handshake with an HTTP error status.
+    HttpStatus,
+}
+
+/// Which offered subprotocols are forwarded to services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubprotocolPolicy {
+    /// `*`: every offered subprotocol.
+    Any,
+    /// Only these (compared case-sensitively, as RFC 6455 tokens are).
+    Only(Vec<String>),
+}
+
+impl SubprotocolPolicy {
+    /// Whether `protocol` may be forwarded.
+    pub fn allows(&self, protocol: &str) -> bool {
+        match self {
+            SubprotocolPolicy::Any => true,
+            SubprotocolPolicy::Only(list) => list.iter().any(|p| p == protocol),
+        }
+    }
+}
+
+/// `server.webSocket.*`, validated.
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    /// `supportedProtocols`.
+    pub subprotocols: SubprotocolPolicy,
+    /// `errorMode`.
+    pub error_mode: ErrorMode,
+    /// `connectTimeout`: connecting to a service and receiving its handshake response.
+    pub connect_timeout: Duration,
+    /// `maxFrameSize`: the largest frame payload relayed, in bytes.
+    pub max_frame_size: u64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `server.address` and `server.port`.
+    pub listen: SocketAddr,
+    /// `server.webSocket.*`.
+    pub websocket: WebSocketConfig,
+    /// The static `services`.
+    pub services: Vec<Service>,
+}
+
+/// Why a configuration was refused. The message names the key (and, for the file, its position).
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, has an unknown key or a value of the wrong type.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the key and position.
+        source: serde_yaml_ng::Error,
+    },
+    /// An environment variable does not fit the key it binds.
+    #[error("environment variable {variable}: {message}")]
+    Environment {
+        /// The variable.
+        variable: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is of the right type but not allowed.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `server.webSocket.errorMode`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key asks for a feature this build does not have yet.
+    #[error("{key}: {feature} is not built yet in this version of wsgate; remove the key or set it to its default ({default})")]
+    NotBuiltYet {
+        /// The key.
+        key: &'static str,
+        /// The feature it enables.
+        feature: &'static str,
+        /// The value that works today.
+        default: &'static str,
+    },
+}
+
+impl Config {
+    /// Loads `path` (or only defaults when `None`) and applies overrides from `vars`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first key that is wrong.
+    pub fn load(path: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?,
+            None => String::new(),
+        };
+        Config::parse(&text, path.unwrap_or(Path::new("<defaults>")), vars)
+    }
+
+    /// Like [`Config::load`], from the text of a config file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first key that is wrong.
+    pub fn parse(text: &str, path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let parse_error = |source| ConfigError::Parse { path: path.to_owned(), source };
+        let text = if text.trim().is_empty() { "{}" } else { text };
+        // Parse the file alone first, so that its errors carry line and column.
+        serde_yaml_ng::from_str::<RawConfig>(text).map_err(parse_error)?;
+        let overrides = env::overrides(vars);
+        let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(parse_error)?;
+        for o in &overrides {
+            env::apply(&mut doc, o.key, &o.value);
+        }
+        let raw: RawConfig = serde_yaml_ng::from_value(doc).map_err(|error| {
+            let variable = overrides.iter().map(|o| o.variable.as_str()).collect::<Vec<_>>().join(", ");
+            ConfigError::Environment { variable, message: error.to_string() }
+        })?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        reject_unbuilt(&raw)?;
+        let address: IpAddr = match raw.server.address.as_deref() {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(text) => text.parse().map_err(|_| invalid("server.address", format!("`{text}` is not an IP address")))?,
+        };
+        let ws = raw.server.web_socket;
+        let subprotocols = match ws.supported_protocols {
+            None => SubprotocolPolicy::Only(vec!["v12.stomp".into(), "v11.stomp".into()]),
+            Some(list) if list.iter().any(|p| p == "*") => SubprotocolPolicy::Any,
+            Some(list) => SubprotocolPolicy::Only(list),
+        };
+        let error_mode = match ws.error_mode.as_deref() {
+            None | Some("close-code") => ErrorMode::CloseCode,
+            Some("http-status") => ErrorMode::HttpStatus,
+            Some(other) => return Err(invalid("server.webSocket.errorMode", format!("`{other}` is neither `close-code` nor `http-status`"))),
+        };
+        let connect_timeout = match ws.connect_timeout.as_deref() {
+            None => Duration::from_secs(30),
+            Some(text) => units::parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid("server.webSocket.connectTimeout", format!("`{text}` is not a duration such as 500ms, 30s or 5m")))?,
+        };
+        let max_frame_size = match ws.max_frame_size {
+            None => 16 << 20,
+            Some(raw::Scalar(text)) => units::parse_size(&text)
+                .filter(|&n| n > 0)
+                .ok_or_else(|| invalid("server.webSocket.maxFrameSize", format!("`{text}` is not a size such as 64KiB or 16MiB")))?,
+        };
+        let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
+        Ok(Config {
+            listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
+            websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size },
+            services,
+        })
+    }
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), message }
+}
+
+/// Keys whose feature lands in a later version: accepted at their defaults, refused otherwise.
+fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
+    let ssl = &raw.server.ssl;
+    let not_built = |key, feature, default| Err(ConfigError::NotBuiltYet { key, feature, default });
+    const TLS: &str = "TLS (wss/https)";
+    if ssl.enabled == Some(true) {
+        return not_built("server.ssl.enabled", TLS, "false");
+    }
+    let tls_files = [
+        ("server.ssl.certificate", &ssl.certificate),
+        ("server.ssl.certificateKey", &ssl.certificate_key),
+        ("server.ssl.keyStore", &ssl.key_store),
+        ("server.ssl.keyStorePassword", &ssl.key_store_password),
+        ("server.ssl.trustStore", &ssl.trust_store),
+    ];
+    if let Some((key, _)) = tls_files.iter().find(|(_, value)| value.is_some()) {
+        return not_built(key, TLS, "unset");
+    }
+    if ssl.verify_services == Some(false) {
+        return not_built("server.ssl.verifyServices", TLS, "true");
+    }
+    if raw.server.web_socket.idle_timeout.is_some() {
+        return not_built("server.webSocket.idleTimeout", "the idle time-out", "unset");
+    }
+    if raw.discovery.embedded.enabled == Some(true) {
+        return not_built("discovery.embedded.enabled", "the embedded Eureka registry", "false");
+    }
+    if raw.discovery.embedded.port.is_some_and(|p| p != DEFAULT_REGISTRY_PORT) {
+        return not_built("discovery.embedded.port", "the embedded Eureka registry", "10011");
+    }
+    if raw.eureka.client.service_url.default_zone.is_some() {
+        return not_built("eureka.client.serviceUrl.defaultZone", "the Eureka client", "unset");
+    }
+    if raw.services.iter().flat_map(|s| &s.instances).any(|i| i.secure) {
+        return not_built("services[].instances[].secure", "TLS towards services (wss/https)", "false");
+    }
+    Ok(())
+}
+
+fn service(index: usize, raw: raw::RawService) -> Result<Service, ConfigError> {
+    if raw.service_id.trim().is_empty() || raw.service_id.contains('/') {
+        return Err(invalid(&format!("services[{index}].serviceId"), format!("`{}` is not a valid service id", raw.service_id)));
+    }
+    let instances = raw
+        .instances
+        .into_iter()
+        .map(|i| Instance {
+            instance_id: format!("{}:{}", i.host, i.port),
+            host: i.host,
+            port: i.port,
+            secure: i.secure,
+            status: InstanceStatus::Up,
+        })
+        .collect();
+    let metadata: BTreeMap<String, String> = raw.metadata.into_iter().map(|(k, v)| (k, v.0)).collect();
+    Ok(Service { id: ServiceId::new(&raw.service_id), instances, metadata })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Config::parse(text, Path::new("test.yml"), vars)
+    }
+
+    const FULL: &str = r#"
+server:
+  address: 127.0.0.1
+  port: 0
+  ssl:
+    enabled: false
+  webSocket:
+    supportedProtocols: [v12.stomp, wamp]
+    errorMode: http-status
+    connectTimeout: 500ms
+    maxFrameSize: 64KiB
+discovery:
+  embedded:
+    enabled: false
+    port: 10011
+services:
+  - serviceId: discoverableclient
+    instances:
+      - host: 127.0.0.1
+        port: 10012
+    metadata:
+      apiml.routes.ws_v1.gatewayUrl: ws/v1
+      apiml.routes.ws_v1.serviceUrl: /discoverableclient/ws
+      apiml.service.version: 1
+"#;
+
+    #[test]
+    fn full_file() {
+        let config = parse(FULL, &[]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.websocket.subprotocols, SubprotocolPolicy::Only(vec!["v12.stomp".into(), "wamp".into()]));
+        assert_eq!(config.websocket.error_mode, ErrorMode::HttpStatus);
+        assert_eq!(config.websocket.connect_timeout, Duration::from_millis(500));
+        assert_eq!(config.websocket.max_frame_size, 65_536);
+        assert_eq!(config.services[0].instances[0].instance_id, "127.0.0.1:10012");
+        assert_eq!(config.services[0].metadata["apiml.service.version"], "1");
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse("", &[]).unwrap();
+        assert_eq!(config.listen.port(), DEFAULT_PORT);
+        assert_eq!(config.websocket.subprotocols, SubprotocolPolicy::Only(vec!["v12.stomp".into(), "v11.stomp".into()]));
+        assert_eq!(config.websocket.error_mode, ErrorMode::CloseCode);
+        assert_eq!(config.websocket.connect_timeout, Duration::from_secs(30));
+        assert_eq!(config.websocket.max_frame_size, 16 << 20);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = parse(FULL, &[("SERVER_WEBSOCKET_SUPPORTEDPROTOCOLS", "v12.stomp,v11.stomp,wamp"), ("SERVER_PORT", "10999")]).unwrap();
+        assert_eq!(config.websocket.subprotocols, SubprotocolPolicy::Only(vec!["v12.stomp".into(), "v11.stomp".into(), "wamp".into()]));
+        assert_eq!(config.listen.port(), 10999);
+        let any = parse("", &[("server_websocket_supportedprotocols", "*")]).unwrap();
+        assert_eq!(any.websocket.subprotocols, SubprotocolPolicy::Any);
+        let error = parse("", &[("SERVER_PORT", "many")]).unwrap_err().to_string();
+        assert!(error.contains("SERVER_PORT"), "{error}");
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_key_and_position() {
+        let error = parse("server:\n  webSocket:\n    supportedProtocol: x\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("supportedProtocol") && error.contains("line 3"), "{error}");
+        let error = parse("server:\n  port: high\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("server.port") && error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key) in [
+            ("server: {webSocket: {errorMode: loud}}", "server.webSocket.errorMode"),
+            ("server: {webSocket: {connectTimeout: soon}}", "server.webSocket.connectTimeout"),
+            ("server: {webSocket: {maxFrameSize: huge}}", "server.webSocket.maxFrameSize"),
+            ("server: {address: localhost.example}", "server.address"),
+        ] {
+            let error = parse(text, &[]).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{error}");
+        }
+    }
+
+    #[test]
+    fn features_of_later_versions_are_refused_clearly() {
+        for (text, key) in [
+            ("server: {ssl: {enabled: true}}", "server.ssl.enabled"),
+            ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
+            ("discovery: {embedded: {enabled: true}}", "discovery.embedded.enabled"),
+            ("eureka: {client: {serviceUrl: {defaultZone: 'http://127.0.0.1:1/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
+            ("server: {webSocket: {idleTimeout: 5m}}", "server.webSocket.idleTimeout"),
+        ] {
+            let error = parse(text, &[]).unwrap_err();
+            assert!(matches!(error, ConfigError::NotBuiltYet { .. }), "{error}");
+            assert!(error.to_string().starts_with(key) && error.to_string().contains("not built yet"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The config file as written: MISSION §8 key names, nothing validated yet.
+//!
+//! Every key an operator may write is here from the start, also those whose feature is not built
+//! yet, so a config file written today keeps working; [`super::Config::from_raw`] says which values
+//! are not supported yet.
+
+use std::collections::BTreeMap;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub server: RawServer,
+    pub discovery: RawDiscovery,
+    pub eureka: RawEureka,
+    pub services: Vec<RawService>,
+}
+
+/// `server.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawServer {
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub ssl: RawSsl,
+    pub web_socket: RawWebSocket,
+}
+
+/// `server.ssl.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawSsl {
+    pub enabled: Option<bool>,
+    pub certificate: Option<String>,
+    pub certificate_key: Option<String>,
+    pub key_store: Option<String>,
+    pub key_store_password: Option<String>,
+    pub trust_store: Option<String>,
+    pub verify_services: Option<bool>,
+}
+
+/// `server.webSocket.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawWebSocket {
+    #[serde(deserialize_with = "comma_list")]
+    pub supported_protocols: Option<Vec<String>>,
+    pub error_mode: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_frame_size: Option<Scalar>,
+}
+
+/// `discovery.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawDiscovery {
+    pub embedded: RawEmbedded,
+}
+
+/// `discovery.embedded.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawEmbedded {
+    pub enabled: Option<bool>,
+    pub port: Option<u16>,
+}
+
+/// `eureka.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawEureka {
+    pub client: RawEurekaClient,
+}
+
+/// `eureka.client.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawEurekaClient {
+    pub service_url: RawServiceUrl,
+}
+
+/// `eureka.client.serviceUrl.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawServiceUrl {
+    pub default_zone: Option<String>,
+}
+
+/// One entry of `services`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawService {
+    pub service_id: String,
+    #[serde(default)]
+    pub instances: Vec<RawInstance>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, Scalar>,
+}
+
+/// One instance of a static service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawInstance {
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub secure: bool,
+}
+
+/// A YAML scalar kept as text: metadata values and sizes may be written as numbers or strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A list written either as a YAML sequence or, as in Spring and the environment, comma-separated.
+fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        List(Vec<String>),
+    }
+    let items = match Option::<Form>::deserialize(deserializer)? {
+        None => return Ok(None),
+        Some(Form::Text(text)) => text.split(',').map(str::to_owned).collect(),
+        Some(Form::List(items)) => items,
+    };
+    Ok(Some(items.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()))
+}

@@ -1,0 +1,175 @@
+//! The one place where failures become what a client sees: a close code with a reason, or an HTTP
+//! status (MISSION §2).
+
+use std::borrow::Cow;
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use wsgate_frame::{CloseCode, Violation};
+
+use crate::body::{self, Body};
+use crate::handshake::ServiceRefusal;
+use crate::relay::Direction;
+use crate::route::RouteError;
+use crate::upstream::{ConnectCause, ConnectError};
+
+/// Why a request could not be routed to a service.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The path did not resolve.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The service has no instance taking new sessions.
+    #[error("service {service_id} has no available instance")]
+    NoInstance {
+        /// The id as the client wrote it.
+        service_id: String,
+    },
+    /// The service could not be reached or refused.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// A close frame's content.
+pub type Close = (CloseCode, Cow<'static, str>);
+
+impl Failure {
+    /// The close code and reason for `close-code` mode.
+    pub fn close(&self) -> Close {
+        match self {
+            Failure::Route(RouteError::InvalidUrl) => (CloseCode::UNSUPPORTED_DATA, "Invalid URL format".into()),
+            Failure::Route(RouteError::UnknownService { service_id }) => {
+                (CloseCode::UNSUPPORTED_DATA, format!("Requested service {service_id} is not known by the gateway").into())
+            }
+            Failure::Route(RouteError::NoRoute { gateway_url }) => {
+                (CloseCode::UNSUPPORTED_DATA, format!("Requested {gateway_url} url is not known by the gateway").into())
+            }
+            Failure::NoInstance { service_id } => {
+                (CloseCode::SERVICE_RESTART, format!("Requested service {service_id} does not have available instance").into())
+            }
+            Failure::Connect(ConnectError { cause: ConnectCause::Refusal(ServiceRefusal::Status { status, .. }), .. })
+                if *status == StatusCode::UNAUTHORIZED =>
+            {
+                (CloseCode::UNSUPPORTED_DATA, "Invalid login credentials".into())
+            }
+            Failure::Connect(ConnectError { url, cause }) => {
+                let code = match cause {
+                    ConnectCause::Refusal(ServiceRefusal::Status { status, .. }) if status.is_client_error() => CloseCode::UNSUPPORTED_DATA,
+                    _ => CloseCode::INTERNAL_ERROR,
+                };
+                (code, format!("Error opening session to WebSocket service at {url}: {cause}").into())
+            }
+        }
+    }
+
+    /// The HTTP status for `http-status` mode and for plain HTTP requests.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Failure::Route(_) => StatusCode::NOT_FOUND,
+            Failure::NoInstance { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Connect(ConnectError { cause, .. }) => match cause {
+                ConnectCause::Refusal(ServiceRefusal::Status { status, .. }) if status.is_client_error() => *status,
+                ConnectCause::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    /// The HTTP error response: the status, the close reason as text, and a 401's `WWW-Authenticate`.
+    pub fn response(&self) -> Response<Body> {
+        let (_, reason) = self.close();
+        let mut response = Response::new(body::full(format!("{reason}\n")));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if let Failure::Connect(ConnectError {
+            cause: ConnectCause::Refusal(ServiceRefusal::Status { www_authenticate: Some(challenge), .. }),
+            ..
+        }) = self
+        {
+            headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+        }
+        response
+    }
+}
+
+/// The closes sent when the frames read in `direction` break a rule: `(to the sender of the frame,
+/// to the other peer)`.
+pub fn violation(direction: Direction, violation: Violation) -> (Close, Close) {
+    let client_gone = (CloseCode::GOING_AWAY, Cow::Borrowed("Client closed the session"));
+    let service_gone = (CloseCode::GOING_AWAY, Cow::Borrowed("WebSocket service closed the session"));
+    let too_large = (CloseCode::TOO_BIG, Cow::Borrowed("Frame too large"));
+    match (direction, violation) {
+        (Direction::ClientToService, Violation::TooLarge) => (too_large, client_gone),
+        (Direction::ClientToService, _) => ((CloseCode::PROTOCOL_ERROR, "Client frames must be masked".into()), client_gone),
+        (Direction::ServiceToClient, Violation::TooLarge) => (too_large, service_gone),
+        (Direction::ServiceToClient, _) => (
+            (CloseCode::PROTOCOL_ERROR, "Service frames must not be masked".into()),
+            (CloseCode::INTERNAL_ERROR, "WebSocket service protocol error".into()),
+        ),
+    }
+}
+
+/// The close sent to the other peer when the peer read in `direction` vanished without a close.
+pub fn vanished(direction: Direction) -> Close {
+    match direction {
+        Direction::ClientToService => (CloseCode::GOING_AWAY, "Client went away".into()),
+        Direction::ServiceToClient => (CloseCode::INTERNAL_ERROR, "WebSocket service connection lost".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(cause: ConnectCause) -> Failure {
+        Failure::Connect(ConnectError { url: "ws://127.0.0.1:1/ws/x?q=1".into(), cause })
+    }
+
+    fn refused(status: StatusCode) -> Failure {
+        let www_authenticate = (status == StatusCode::UNAUTHORIZED).then(|| HeaderValue::from_static("Basic realm=\"x\""));
+        connect(ConnectCause::Refusal(ServiceRefusal::Status { status, www_authenticate }))
+    }
+
+    fn check(failure: Failure, code: u16, reason: &str, status: u16) {
+        let (close_code, close_reason) = failure.close();
+        assert_eq!((close_code.0, close_reason.as_ref()), (code, reason));
+        assert_eq!(failure.status().as_u16(), status);
+    }
+
+    const AT: &str = "Error opening session to WebSocket service at ws://127.0.0.1:1/ws/x?q=1: ";
+
+    #[test]
+    fn one_row_per_mission_table_line() {
+        check(RouteError::InvalidUrl.into(), 1003, "Invalid URL format", 404);
+        check(RouteError::UnknownService { service_id: "Nope".into() }.into(), 1003, "Requested service Nope is not known by the gateway", 404);
+        check(RouteError::NoRoute { gateway_url: "ws/v9".into() }.into(), 1003, "Requested ws/v9 url is not known by the gateway", 404);
+        check(Failure::NoInstance { service_id: "dc".into() }, 1012, "Requested service dc does not have available instance", 503);
+        check(refused(StatusCode::UNAUTHORIZED), 1003, "Invalid login credentials", 401);
+        check(refused(StatusCode::FORBIDDEN), 1003, &format!("{AT}403 Forbidden"), 403);
+        check(refused(StatusCode::NOT_FOUND), 1003, &format!("{AT}404 Not Found"), 404);
+        check(refused(StatusCode::INTERNAL_SERVER_ERROR), 1011, &format!("{AT}500 Internal Server Error"), 502);
+        check(connect(ConnectCause::Refused), 1011, &format!("{AT}connection refused"), 502);
+        check(connect(ConnectCause::TimedOut), 1011, &format!("{AT}timed out"), 504);
+        check(connect(ConnectCause::Refusal(ServiceRefusal::UnexpectedSubprotocol)), 1011, &format!("{AT}unexpected subprotocol"), 502);
+    }
+
+    #[test]
+    fn unauthorized_keeps_the_challenge() {
+        let response = refused(StatusCode::UNAUTHORIZED).response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"x\"");
+    }
+
+    #[test]
+    fn relay_closes() {
+        let ((to_client, _), (to_service, _)) = violation(Direction::ClientToService, Violation::Unmasked);
+        assert_eq!((to_client.0, to_service.0), (1002, 1001));
+        let ((to_client, _), (to_service, _)) = violation(Direction::ClientToService, Violation::TooLarge);
+        assert_eq!((to_client.0, to_service.0), (1009, 1001));
+        let ((to_service, _), (to_client, _)) = violation(Direction::ServiceToClient, Violation::Masked);
+        assert_eq!((to_service.0, to_client.0), (1002, 1011));
+        assert_eq!(vanished(Direction::ServiceToClient).0 .0, 1011);
+        assert_eq!(vanished(Direction::ClientToService).0 .0, 1001);
+    }
+}

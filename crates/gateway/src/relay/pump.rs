@@ -1,0 +1,178 @@
+//! One direction of the relay: read, scan, write, repeat.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tracing::{debug, trace};
+use wsgate_frame::{encode_close, FrameScanner, Origin, MAX_CLOSE_FRAME_LEN};
+
+use super::{Direction, Limits, BUFFER_SIZE, LINGER};
+use crate::failure::{self, Close};
+use crate::session::Traffic;
+
+/// How a direction ended.
+#[derive(Debug)]
+pub(super) enum End {
+    /// The peer closed its connection after a close frame: the normal end.
+    Closed,
+    /// The peer's connection ended without a close frame.
+    Vanished,
+    /// The peer sent a frame that breaks the rules.
+    Violation,
+    /// The other peer's connection failed while writing to it.
+    OutputLost,
+    /// The other direction asked this one to close its output.
+    Stopped,
+    /// The relay stopped waiting for this direction.
+    Abandoned,
+}
+
+/// Reads frames from one peer and writes them to the other.
+pub(super) struct Pump<'a, R, W> {
+    direction: Direction,
+    reader: &'a mut R,
+    writer: &'a mut W,
+    /// The masking key for frames the gateway writes itself: set when the writer goes to the service.
+    mask: Option<[u8; 4]>,
+    traffic: &'a Traffic,
+    scanner: FrameScanner,
+    buffer: Box<[u8]>,
+    /// Bytes at the front of `buffer` that start a frame header not complete yet.
+    held: usize,
+    /// Whether a close frame from the peer has passed.
+    close_seen: bool,
+}
+
+impl<'a, R, W> Pump<'a, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub(super) fn new(direction: Direction, reader: &'a mut R, writer: &'a mut W, mask: Option<[u8; 4]>, traffic: &'a Traffic, limits: Limits) -> Self {
+        let origin = match direction {
+            Direction::ClientToService => Origin::Client,
+            Direction::ServiceToClient => Origin::Service,
+        };
+        Pump {
+            direction,
+            reader,
+            writer,
+            mask,
+            traffic,
+            scanner: FrameScanner::new(origin, limits.max_frame_size),
+            buffer: vec![0; BUFFER_SIZE].into_boxed_slice(),
+            held: 0,
+            close_seen: false,
+        }
+    }
+
+    /// Pumps until the peer's connection ends, the peer breaks the rules, or the other direction asks
+    /// (through `inbox`) for a close on this pump's output. Asks the other direction through `outbox`
+    /// when its output must be closed.
+    pub(super) async fn run(mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>) -> End {
+        let direction = self.direction.label();
+        let mut inbox = Some(inbox);
+        loop {
+            let read = tokio::select! {
+                // A close request comes first: it only arrives when the session is ending anyway.
+                biased;
+                request = next_request(&mut inbox) => {
+                    inbox = None;
+                    let Ok(close) = request else { continue };
+                    debug!(direction, code = close.0 .0, "closing on request of the other direction");
+                    self.close_output(close).await;
+                    self.discard_until_close().await;
+                    return End::Stopped;
+                }
+                read = self.reader.read(&mut self.buffer[self.held..]) => read,
+            };
+            let read = match read {
+                Ok(0) | Err(_) if self.close_seen => {
+                    let _ = self.writer.shutdown().await;
+                    return End::Closed;
+                }
+                Ok(0) | Err(_) => {
+                    debug!(direction, "peer vanished without a close frame");
+                    self.close_output(failure::vanished(self.direction)).await;
+                    return End::Vanished;
+                }
+                Ok(read) => read,
+            };
+            let filled = self.held + read;
+            let scan = self.scanner.scan(&self.buffer[..filled]);
+            if scan.forward > 0 {
+                if let Err(error) = self.writer.write_all(&self.buffer[..scan.forward]).await {
+                    debug!(direction, %error, "writing failed");
+                    self.buffer.copy_within(scan.forward..filled, 0);
+                    self.held = filled - scan.forward;
+                    self.discard_until_close().await;
+                    return End::OutputLost;
+                }
+                self.traffic.record(scan.forward as u64, self.scanner.messages());
+                trace!(direction, bytes = scan.forward, "forwarded");
+            }
+            if let Some(close) = self.scanner.take_close() {
+                debug!(direction, ?close, "close frame passed");
+                self.close_seen = true;
+            }
+            if let Some(violation) = scan.violation {
+                debug!(direction, ?violation, "frame refused");
+                let (to_sender, to_receiver) = failure::violation(self.direction, violation);
+                // Everything before the refused header was written whole: the output is on a frame boundary.
+                self.close_output(to_receiver).await;
+                let _ = outbox.send(to_sender);
+                // Skip the refused frame and look for the peer's answering close without judging it again.
+                self.buffer.copy_within(scan.forward..filled, 0);
+                self.held = filled - scan.forward;
+                self.scanner = FrameScanner::new(Origin::Unchecked, u64::MAX);
+                self.discard_until_close().await;
+                return End::Violation;
+            }
+            self.buffer.copy_within(scan.forward..filled, 0);
+            self.held = filled - scan.forward;
+        }
+    }
+
+    /// Sends a close frame of the gateway's own on the output, if it is on a frame boundary, then
+    /// closes the output.
+    pub(super) async fn close_output(&mut self, (code, reason): Close) {
+        let finish = async {
+            if self.scanner.at_frame_boundary() {
+                let mut frame = [0u8; MAX_CLOSE_FRAME_LEN];
+                let len = encode_close(code, &reason, self.mask, &mut frame);
+                self.writer.write_all(&frame[..len]).await?;
+            }
+            self.writer.shutdown().await
+        };
+        // A peer that does not read must not hold the session open.
+        let _ = tokio::time::timeout(LINGER, finish).await;
+    }
+
+    /// Reads and drops what the peer still sends until its close frame, the end of its connection, or
+    /// [`LINGER`]: closing a socket with unread bytes would reset it and could destroy the close
+    /// frame the gateway just sent before the peer reads it.
+    pub(super) async fn discard_until_close(&mut self) {
+        let discard = async {
+            loop {
+                let scan = self.scanner.scan(&self.buffer[..self.held]);
+                if self.scanner.take_close().is_some() || scan.violation.is_some() {
+                    return;
+                }
+                self.buffer.copy_within(scan.forward..self.held, 0);
+                self.held -= scan.forward;
+                match self.reader.read(&mut self.buffer[self.held..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => self.held += read,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, discard).await;
+    }
+}
+
+/// The next close request from the other direction; pending forever once it has been taken.
+async fn next_request(inbox: &mut Option<oneshot::Receiver<Close>>) -> Result<Close, oneshot::error::RecvError> {
+    match inbox {
+        Some(receiver) => receiver.await,
+        None => std::future::pending().await,
+    }
+}

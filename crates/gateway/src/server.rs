@@ -1,0 +1,170 @@
+//! The gateway's listener: accepts connections, serves HTTP/1.1 on them with hyper, and sends each
+//! request down its pipeline (diagnostics, WebSocket, or HTTP proxy).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::admin;
+use crate::balance::Picker;
+use crate::body::Body;
+use crate::config::{Config, WebSocketConfig};
+use crate::discovery::{ServiceDirectory, Source};
+use crate::failure::Failure;
+use crate::handshake::{self, Forwarded, Offer};
+use crate::proxy::HttpProxy;
+use crate::route::RouteTable;
+use crate::session::SessionTable;
+use crate::websocket;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    /// The listening address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// What every request handler shares: configuration, the live route table, the picker, the session
+/// table and the HTTP client.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) websocket: WebSocketConfig,
+    pub(crate) routes: watch::Receiver<Arc<RouteTable>>,
+    pub(crate) picker: Picker,
+    pub(crate) sessions: SessionTable,
+    pub(crate) proxy: HttpProxy,
+    port: u16,
+}
+
+impl Shared {
+    /// The `X-Forwarded-*` facts of a request from `client`.
+    pub(crate) fn forwarded<B>(&self, client: SocketAddr, request: &Request<B>) -> Forwarded {
+        Forwarded { client, proto: "http", host: request.headers().get(header::HOST).cloned(), port: self.port }
+    }
+}
+
+/// A bound gateway, ready to serve.
+#[derive(Debug)]
+pub struct Gateway {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    directory: Arc<ServiceDirectory>,
+}
+
+impl Gateway {
+    /// Binds the listener of `config` and loads its static services.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Bind`] when the address cannot be bound.
+    pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| GatewayError::Bind { address: config.listen, source })?;
+        let port = listener.local_addr().map_err(|source| GatewayError::Bind { address: config.listen, source })?.port();
+        let directory = Arc::new(ServiceDirectory::new());
+        directory.update(Source::Static, config.services);
+        let prefix = std::collections::hash_map::RandomState::new().hash_one(port) as u32;
+        let shared = Shared {
+            routes: directory.routes(),
+            picker: Picker::default(),
+            sessions: SessionTable::new(prefix),
+            proxy: HttpProxy::new(config.websocket.connect_timeout),
+            websocket: config.websocket,
+            port,
+        };
+        Ok(Gateway { listener, shared: Arc::new(shared), directory })
+    }
+
+    /// The address the gateway listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.shared.port)))
+    }
+
+    /// The service directory, for sources that add services at run time.
+    pub fn directory(&self) -> Arc<ServiceDirectory> {
+        Arc::clone(&self.directory)
+    }
+
+    /// The open sessions.
+    pub fn sessions(&self) -> SessionTable {
+        self.shared.sessions.clone()
+    }
+
+    /// Serves connections until `shutdown` completes. Sessions already open are left to their tasks.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, client) = tokio::select! {
+                () = &mut shutdown => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors or similar: wait a little instead of spinning.
+                        warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move {
+                let service = service_fn(move |request| dispatch(Arc::clone(&shared), client, request));
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                if let Err(error) = connection.await {
+                    debug!(%client, %error, "connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+/// Sends a request to its pipeline.
+async fn dispatch(shared: Arc<Shared>, client: SocketAddr, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if request.uri().path().starts_with(admin::PREFIX) {
+        return Ok(admin::handle(request.method(), request.uri().path(), client, &shared.sessions));
+    }
+    let response = match Offer::inspect(&request, &shared.websocket.subprotocols) {
+        Err(error) => handshake::reject(error),
+        Ok(Some(offer)) => websocket::open(shared, request, offer, client).await,
+        Ok(None) => forward_http(&shared, request, client).await.unwrap_or_else(|failure| failure.response()),
+    };
+    Ok(response)
+}
+
+/// The HTTP pipeline: resolve → pick → forward.
+async fn forward_http(shared: &Shared, request: Request<Incoming>, client: SocketAddr) -> Result<Response<Body>, Failure> {
+    let routes = Arc::clone(&shared.routes.borrow());
+    let resolved = routes.resolve(request.uri().path(), request.uri().query())?;
+    let instance = shared
+        .picker
+        .pick(&resolved.service)
+        .ok_or_else(|| Failure::NoInstance { service_id: resolved.service.service.id.to_string() })?;
+    let forwarded = shared.forwarded(client, &request);
+    shared.proxy.forward(request, instance, &resolved.target, &forwarded).await
+}

@@ -1,0 +1,105 @@
+//! The WebSocket pipeline for one upgrade request: resolve the route → pick an instance → open the
+//! service session (upstream first) → answer the client → relay → account.
+
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::body::{self, Body};
+use crate::config::ErrorMode;
+use crate::failure::Failure;
+use crate::handshake::{self, Offer};
+use crate::relay::{self, Limits};
+use crate::server::Shared;
+use crate::session::{SessionId, SessionInfo};
+use crate::upstream::{self, OpenedSession};
+
+/// Handles a valid WebSocket upgrade request and returns the answer to the client's handshake.
+pub(crate) async fn open(shared: Arc<Shared>, request: Request<Incoming>, offer: Offer, client: SocketAddr) -> Response<Body> {
+    let id = shared.sessions.next_id();
+    let span = info_span!("session", id = %id);
+    let outcome = connect(&shared, &request, &offer, client).instrument(span.clone()).await;
+    match outcome {
+        Ok((opened, info)) => {
+            let response = handshake::client_response(&offer, Some(&opened.accepted)).map(|()| body::empty());
+            tokio::spawn(relay_session(shared, request, opened, id, info).instrument(span));
+            response
+        }
+        Err(failure) => {
+            span.in_scope(|| warn!(%failure, path = request.uri().path(), "session refused"));
+            match shared.websocket.error_mode {
+                ErrorMode::HttpStatus => failure.response(),
+                ErrorMode::CloseCode => {
+                    let response = handshake::client_response(&offer, None).map(|()| body::empty());
+                    tokio::spawn(
+                        async move {
+                            if let Ok(upgraded) = hyper::upgrade::on(request).await {
+                                relay::refuse(TokioIo::new(upgraded), failure.close()).await;
+                            }
+                        }
+                        .instrument(span),
+                    );
+                    response
+                }
+            }
+        }
+    }
+}
+
+/// Resolves, picks and opens the service session.
+async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, client: SocketAddr) -> Result<(OpenedSession, SessionInfo), Failure> {
+    let routes = Arc::clone(&shared.routes.borrow());
+    let path = request.uri().path();
+    let resolved = routes.resolve(path, request.uri().query())?;
+    let instance = shared.picker.pick(&resolved.service).ok_or_else(|| Failure::NoInstance {
+        service_id: path.trim_start_matches('/').split('/').next().unwrap_or_default().to_owned(),
+    })?;
+    let authority = instance.authority();
+    let scheme = if instance.secure { "wss" } else { "ws" };
+    let url = format!("{scheme}://{authority}{}", resolved.target);
+    let forwarded = shared.forwarded(client, request);
+    let upstream_request = handshake::upstream_request(request.headers(), offer, &resolved.target, &authority, &forwarded);
+    let opened = upstream::open_websocket(instance, url.clone(), upstream_request, offer, shared.websocket.connect_timeout).await?;
+    let info = SessionInfo {
+        client_address: client,
+        gateway_path: request.uri().path_and_query().map_or(path, |p| p.as_str()).to_owned(),
+        service_url: url,
+        service_id: resolved.service.service.id.to_string(),
+        instance_id: instance.instance_id.clone(),
+        subprotocol: opened.accepted.protocol.clone(),
+    };
+    Ok((opened, info))
+}
+
+/// Waits for the client's side of the upgrade, then relays until the session ends.
+async fn relay_session(shared: Arc<Shared>, request: Request<Incoming>, opened: OpenedSession, id: SessionId, info: SessionInfo) {
+    let client = match hyper::upgrade::on(request).await {
+        Ok(upgraded) => TokioIo::new(upgraded),
+        Err(error) => {
+            warn!(%error, "client upgrade failed");
+            return;
+        }
+    };
+    info!(client = %info.client_address, service = %info.service_url, subprotocol = ?info.subprotocol, "session open");
+    let session = shared.sessions.open(id, info);
+    let limits = Limits { max_frame_size: shared.websocket.max_frame_size };
+    relay::run(client, opened.io, &session, limits, mask_key(id)).await;
+    info!(
+        bytes_from_client = session.from_client.bytes(),
+        bytes_to_client = session.to_client.bytes(),
+        messages_from_client = session.from_client.messages(),
+        messages_to_client = session.to_client.messages(),
+        "session closed"
+    );
+}
+
+/// A masking key for the close frames the gateway sends to the service itself, unpredictable per
+/// session as RFC 6455 §5.3 asks (std's `RandomState` is seeded randomly per process).
+fn mask_key(id: SessionId) -> [u8; 4] {
+    (std::collections::hash_map::RandomState::new().hash_one(id) as u32).to_be_bytes()
+}
