@@ -158,3 +158,21 @@ def gateway_wamp(log_dir, upstreams) -> Gateway:
 def gateway_diag(log_dir, upstreams) -> Gateway:
     """A gateway of its own, so its session list holds only the diagnostics tests' sessions."""
     return start_gateway(log_dir, "diagnostics", gateway_config(all_services(upstreams), "close-code"))
+
+
+@pytest.fixture(scope="session")
+def gateway_any_protocol(log_dir, upstreams) -> Gateway:
+    """supportedProtocols "*": any offered subprotocol passes."""
+    return start_gateway(
+        log_dir, "any-protocol", gateway_config(all_services(upstreams), "close-code", supportedProtocols="*")
+    )
+
+
+@pytest.fixture(scope="session")
+def gateway_protocol_list(log_dir, upstreams) -> Gateway:
+    """supportedProtocols written as a YAML list."""
+    return start_gateway(
+        log_dir,
+        "protocol-list",
+        gateway_config(all_services(upstreams), "close-code", supportedProtocols=["v12.stomp", "wamp"]),
+    )

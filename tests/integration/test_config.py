@@ -49,3 +49,27 @@ def test_tls_enabled_exits_64_saying_tls_is_not_built(tmp_path):
     assert "tls" in lower or "ssl" in lower, stderr
     assert "not" in lower and any(w in lower for w in ("built", "implemented", "supported", "yet", "available")), stderr
     assert b"listening" not in result.stdout
+
+
+def test_environment_overrides_error_mode(log_dir, upstreams):
+    # The file says close-code; SERVER_WEBSOCKET_ERRORMODE (relaxed binding) wins.
+    import pytest
+    from websockets.exceptions import InvalidStatus
+
+    from conftest import all_services
+    from support import connect, run, start_gateway
+
+    gw = start_gateway(
+        log_dir, "env-error-mode", gateway_config(all_services(upstreams), "close-code"),
+        env={"SERVER_WEBSOCKET_ERRORMODE": "http-status"},
+    )
+    try:
+        async def scenario():
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(gw, "/nosuchservice/ws/v1/x"):
+                    pass
+            return info.value.response.status_code
+
+        assert run(scenario()) == 404
+    finally:
+        gw.child.stop()

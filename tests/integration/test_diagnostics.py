@@ -98,12 +98,54 @@ def test_websockets_lists_open_sessions(gateway_diag, demo):
                 "bytesToClient": sum(service_frame_size(len(m)) for m in sent),
             }
 
+            seen = []
+
             def grown():
                 now = [x for x in sessions(port) if x["sessionId"] == s["sessionId"]]
-                return now and {k: now[0][k] for k in want} == want and now[0]
+                seen.append(now)
+                return bool(now) and {k: now[0][k] for k in want} == want
 
-            await asyncio.to_thread(wait_until, grown, 10, f"counters to reach {want}")
+            try:
+                await asyncio.to_thread(wait_until, grown, 10, f"counters to reach {want}")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last listing: {seen[-1]}") from None
             assert theirs["messagesFromClient"] == 0 and theirs["bytesToClient"] == 0
 
     run(scenario())
     wait_until(lambda: sessions(port) == [], 10, "the session list to be empty after the sessions closed")
+
+
+def test_fragmented_message_counts_once(gateway_diag):
+    port = gateway_diag.port
+    wait_until(lambda: sessions(port) == [], 10, "an empty session list at start")
+    fragments = ["one ", "two ", "three"]
+
+    async def gen():
+        for f in fragments:
+            yield f
+
+    async def scenario():
+        async with connect(gateway_diag, UPPERCASE, compression=None) as ws:
+            await ws.send(gen())
+            assert await recv(ws) == "ONE TWO THREE"
+            want = {
+                "messagesFromClient": 1,
+                "messagesToClient": 1,
+                # websockets ends a fragmented message with an empty final continuation frame.
+                "bytesFromClient": sum(client_frame_size(len(f)) for f in fragments) + client_frame_size(0),
+                "bytesToClient": service_frame_size(len("ONE TWO THREE")),
+            }
+
+            seen = []
+
+            def counted():
+                now = sessions(port)
+                seen.append(now)
+                return len(now) == 1 and {k: now[0][k] for k in want} == want
+
+            try:
+                await asyncio.to_thread(wait_until, counted, 10, f"counters {want}")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last listing: {seen[-1]}") from None
+
+    run(scenario())

@@ -106,3 +106,15 @@ def test_masked_service_frame_gives_client_1011_and_service_1002(gateway, raw_up
                         "the raw service to see the end of its session")
     assert closes[0] != "eof", "the service got no close frame"
     assert closes[0][0] == 1002, closes
+
+
+def test_client_frame_over_max_frame_size_service_gets_1001(gateway_small_frames, scripted):
+    token = uuid.uuid4().hex
+    raw = open_raw(gateway_small_frames, f"/scripted/ws/v1/echo/{token}")
+    sender = raw.send_in_background(encode_frame(0x2, os.urandom(100 * 1024)))
+    code, reason = raw.read_close()
+    raw.close()
+    sender.join(10)
+    assert (code, reason) == (1009, "Frame too large")
+    rec = scripted.wait_record(token).wait_ended()
+    assert rec.close_rcvd is not None and rec.close_rcvd[0] == 1001

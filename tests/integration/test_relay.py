@@ -234,3 +234,17 @@ def test_killed_service_gives_client_1011(log_dir):
         run(scenario())
     finally:
         gw.child.stop()
+
+
+def test_concurrent_sessions_do_not_mix(gateway):
+    async def one(i: int):
+        async with connect(gateway, UPPERCASE) as ws:
+            for j in range(20):
+                msg = f"session {i} message {j} " + "x" * (i * 37)
+                await ws.send(msg)
+                assert await recv(ws) == msg.upper()
+
+    async def scenario():
+        await asyncio.gather(*(one(i) for i in range(25)))
+
+    run(scenario())

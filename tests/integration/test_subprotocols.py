@@ -40,3 +40,14 @@ def test_environment_overrides_supported_protocols(gateway_wamp):
     # v11.stomp is in the file but not in SERVER_WEBSOCKET_SUPPORTEDPROTOCOLS.
     chosen, forwarded = run(negotiate(gateway_wamp, ["v11.stomp", "v12.stomp"]))
     assert (chosen, forwarded) == ("v12.stomp", "v12.stomp")
+
+
+def test_star_passes_any_subprotocol(gateway_any_protocol):
+    chosen, forwarded = run(negotiate(gateway_any_protocol, ["foo", "bar"]))
+    assert [p.strip() for p in forwarded.split(",")] == ["foo", "bar"]
+    assert chosen == "foo"
+
+
+def test_supported_protocols_as_yaml_list(gateway_protocol_list):
+    assert run(negotiate(gateway_protocol_list, ["wamp"])) == ("wamp", "wamp")
+    assert run(negotiate(gateway_protocol_list, ["v11.stomp"])) == (None, None)
