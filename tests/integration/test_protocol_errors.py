@@ -118,3 +118,18 @@ def test_client_frame_over_max_frame_size_service_gets_1001(gateway_small_frames
     assert (code, reason) == (1009, "Frame too large")
     rec = scripted.wait_record(token).wait_ended()
     assert rec.close_rcvd is not None and rec.close_rcvd[0] == 1001
+
+
+def test_no_second_close_after_the_service_closed(gateway):
+    """After the service's close has reached the client, a client violation must not add a second close."""
+    raw = open_raw(gateway)
+    raw.send(encode_frame(0x1, b"bye"))
+    assert raw.read_frame()[1:3] == (0x1, b"BYE")
+    assert raw.read_close() == (1000, "")
+    raw.send(encode_frame(0x1, b"late and not masked", mask=False))
+    frames = []
+    while (frame := raw.read_frame()) is not None:
+        frames.append(frame)
+    raw.close()
+    assert frames == [], f"frames after the close: {frames}"
+    assert_gateway_still_works(gateway)

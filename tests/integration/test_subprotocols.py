@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from support import connect, recv, run
+import socket
+
+from support import HOST, connect, read_http_head, recv, run, upgrade_request, ws_key
 
 HEADER = "/discoverableclient/ws/v1/header"
 
@@ -51,3 +53,18 @@ def test_star_passes_any_subprotocol(gateway_any_protocol):
 def test_supported_protocols_as_yaml_list(gateway_protocol_list):
     assert run(negotiate(gateway_protocol_list, ["wamp"])) == ("wamp", "wamp")
     assert run(negotiate(gateway_protocol_list, ["v11.stomp"])) == (None, None)
+
+
+def test_close_code_refusal_names_an_offered_subprotocol(gateway):
+    """Browsers and node `ws` fail a 101 that names none of the offered subprotocols, and would never see
+    the close reason; the refusal's 101 therefore echoes the first one offered."""
+    raw_key = ws_key()
+    sock = socket.create_connection((HOST, gateway.port), timeout=10)
+    try:
+        sock.sendall(upgrade_request(gateway.port, "/nosuchservice/ws/v1/x", key=raw_key,
+                                     headers={"Sec-WebSocket-Protocol": "v12.stomp, v11.stomp"}))
+        response = read_http_head(sock)
+        assert response.status == 101
+        assert response.header("Sec-WebSocket-Protocol") == "v12.stomp"
+    finally:
+        sock.close()

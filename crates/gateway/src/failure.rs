@@ -96,18 +96,19 @@ impl Failure {
 /// The closes sent when the frames read in `direction` break a rule: `(to the sender of the frame,
 /// to the other peer)`.
 pub fn violation(direction: Direction, violation: Violation) -> (Close, Close) {
-    let client_gone = (CloseCode::GOING_AWAY, Cow::Borrowed("Client closed the session"));
-    let service_gone = (CloseCode::GOING_AWAY, Cow::Borrowed("WebSocket service closed the session"));
-    let too_large = (CloseCode::TOO_BIG, Cow::Borrowed("Frame too large"));
-    match (direction, violation) {
-        (Direction::ClientToService, Violation::TooLarge) => (too_large, client_gone),
-        (Direction::ClientToService, _) => ((CloseCode::PROTOCOL_ERROR, "Client frames must be masked".into()), client_gone),
-        (Direction::ServiceToClient, Violation::TooLarge) => (too_large, service_gone),
-        (Direction::ServiceToClient, _) => (
-            (CloseCode::PROTOCOL_ERROR, "Service frames must not be masked".into()),
-            (CloseCode::INTERNAL_ERROR, "WebSocket service protocol error".into()),
-        ),
-    }
+    let protocol_error = |reason: &'static str| (CloseCode::PROTOCOL_ERROR, Cow::Borrowed(reason));
+    let to_sender = match violation {
+        Violation::TooLarge => (CloseCode::TOO_BIG, Cow::Borrowed("Frame too large")),
+        Violation::BadLength => protocol_error("Invalid frame length"),
+        Violation::Unmasked => protocol_error("Client frames must be masked"),
+        Violation::Masked => protocol_error("Service frames must not be masked"),
+    };
+    let to_other = match (direction, violation) {
+        (Direction::ClientToService, _) => (CloseCode::GOING_AWAY, Cow::Borrowed("Client closed the session")),
+        (Direction::ServiceToClient, Violation::TooLarge) => (CloseCode::GOING_AWAY, Cow::Borrowed("WebSocket service closed the session")),
+        (Direction::ServiceToClient, _) => (CloseCode::INTERNAL_ERROR, Cow::Borrowed("WebSocket service protocol error")),
+    };
+    (to_sender, to_other)
 }
 
 /// The close sent to the other peer when the peer read in `direction` vanished without a close.
@@ -168,6 +169,10 @@ mod tests {
         let ((to_client, _), (to_service, _)) = violation(Direction::ClientToService, Violation::TooLarge);
         assert_eq!((to_client.0, to_service.0), (1009, 1001));
         let ((to_service, _), (to_client, _)) = violation(Direction::ServiceToClient, Violation::Masked);
+        assert_eq!((to_service.0, to_client.0), (1002, 1011));
+        let ((to_client, reason), _) = violation(Direction::ClientToService, Violation::BadLength);
+        assert_eq!((to_client.0, reason.as_ref()), (1002, "Invalid frame length"));
+        let ((to_service, _), (to_client, _)) = violation(Direction::ServiceToClient, Violation::BadLength);
         assert_eq!((to_service.0, to_client.0), (1002, 1011));
         assert_eq!(vanished(Direction::ServiceToClient).0 .0, 1011);
         assert_eq!(vanished(Direction::ClientToService).0 .0, 1001);

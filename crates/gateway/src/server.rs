@@ -164,7 +164,7 @@ async fn forward_http(shared: &Shared, request: Request<Incoming>, client: Socke
     let instance = shared
         .picker
         .pick(&resolved.service)
-        .ok_or_else(|| Failure::NoInstance { service_id: resolved.service.service.id.to_string() })?;
+        .ok_or_else(|| Failure::NoInstance { service_id: resolved.requested_id.clone() })?;
     let forwarded = shared.forwarded(client, &request);
     shared.proxy.forward(request, instance, &resolved.target, &forwarded).await
 }

@@ -12,9 +12,9 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::body::{self, Body};
 use crate::config::ErrorMode;
-use crate::failure::Failure;
+use crate::failure::{self, Failure};
 use crate::handshake::{self, Offer};
-use crate::relay::{self, Limits};
+use crate::relay::{self, Direction, Limits};
 use crate::server::Shared;
 use crate::session::{SessionId, SessionInfo};
 use crate::upstream::{self, OpenedSession};
@@ -26,7 +26,7 @@ pub(crate) async fn open(shared: Arc<Shared>, request: Request<Incoming>, offer:
     let outcome = connect(&shared, &request, &offer, client).instrument(span.clone()).await;
     match outcome {
         Ok((opened, info)) => {
-            let response = handshake::client_response(&offer, Some(&opened.accepted)).map(|()| body::empty());
+            let response = handshake::client_response(&offer, &opened.accepted).map(|()| body::empty());
             tokio::spawn(relay_session(shared, request, opened, id, info).instrument(span));
             response
         }
@@ -35,7 +35,7 @@ pub(crate) async fn open(shared: Arc<Shared>, request: Request<Incoming>, offer:
             match shared.websocket.error_mode {
                 ErrorMode::HttpStatus => failure.response(),
                 ErrorMode::CloseCode => {
-                    let response = handshake::client_response(&offer, None).map(|()| body::empty());
+                    let response = handshake::refusal_response(&offer).map(|()| body::empty());
                     tokio::spawn(
                         async move {
                             if let Ok(upgraded) = hyper::upgrade::on(request).await {
@@ -56,9 +56,7 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
     let routes = Arc::clone(&shared.routes.borrow());
     let path = request.uri().path();
     let resolved = routes.resolve(path, request.uri().query())?;
-    let instance = shared.picker.pick(&resolved.service).ok_or_else(|| Failure::NoInstance {
-        service_id: path.trim_start_matches('/').split('/').next().unwrap_or_default().to_owned(),
-    })?;
+    let instance = shared.picker.pick(&resolved.service).ok_or_else(|| Failure::NoInstance { service_id: resolved.requested_id.clone() })?;
     let authority = instance.authority();
     let scheme = if instance.secure { "wss" } else { "ws" };
     let url = format!("{scheme}://{authority}{}", resolved.target);
@@ -81,7 +79,8 @@ async fn relay_session(shared: Arc<Shared>, request: Request<Incoming>, opened: 
     let client = match hyper::upgrade::on(request).await {
         Ok(upgraded) => TokioIo::new(upgraded),
         Err(error) => {
-            warn!(%error, "client upgrade failed");
+            warn!(%error, "client went away before its upgrade completed");
+            relay::abandon(opened.io, failure::vanished(Direction::ClientToService), mask_key(id)).await;
             return;
         }
     };

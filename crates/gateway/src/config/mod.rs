@@ -182,9 +182,10 @@ impl Config {
         };
         let max_frame_size = match ws.max_frame_size {
             None => 16 << 20,
+            // Control frames carry up to 125 bytes; a smaller limit would refuse legitimate close frames.
             Some(raw::Scalar(text)) => units::parse_size(&text)
-                .filter(|&n| n > 0)
-                .ok_or_else(|| invalid("server.webSocket.maxFrameSize", format!("`{text}` is not a size such as 64KiB or 16MiB")))?,
+                .filter(|&n| n >= 125)
+                .ok_or_else(|| invalid("server.webSocket.maxFrameSize", format!("`{text}` is not a size of at least 125 bytes, such as 64KiB or 16MiB")))?,
         };
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
         Ok(Config {
@@ -339,6 +340,7 @@ services:
             ("server: {webSocket: {errorMode: loud}}", "server.webSocket.errorMode"),
             ("server: {webSocket: {connectTimeout: soon}}", "server.webSocket.connectTimeout"),
             ("server: {webSocket: {maxFrameSize: huge}}", "server.webSocket.maxFrameSize"),
+            ("server: {webSocket: {maxFrameSize: 100}}", "server.webSocket.maxFrameSize"),
             ("server: {address: localhost.example}", "server.address"),
         ] {
             let error = parse(text, &[]).unwrap_err().to_string();

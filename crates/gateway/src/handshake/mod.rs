@@ -11,7 +11,8 @@ mod headers;
 
 use base64::Engine;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri};
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
@@ -71,6 +72,8 @@ pub struct Offer {
     key: HeaderValue,
     /// Offered subprotocols that the gateway forwards, in the client's order.
     pub protocols: Vec<String>,
+    /// The first subprotocol the client offered, forwarded or not.
+    first_offered: Option<String>,
 }
 
 impl Offer {
@@ -101,7 +104,8 @@ impl Offer {
             return Err(HandshakeError::BadKey);
         }
         let protocols = headers::tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL).filter(|p| policy.allows(p)).map(str::to_owned).collect();
-        Ok(Some(Offer { key: key.clone(), protocols }))
+        let first_offered = headers::tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL).next().map(str::to_owned);
+        Ok(Some(Offer { key: key.clone(), protocols, first_offered }))
     }
 
     /// The `Sec-WebSocket-Accept` value for this offer's key.
@@ -116,9 +120,11 @@ impl Offer {
 
 /// Builds the upgrade request to the service: the client's end-to-end headers, the gateway's
 /// `Host` and `X-Forwarded-*`, and only the offered subprotocols the gateway forwards.
-pub fn upstream_request(client: &HeaderMap, offer: &Offer, target: &str, authority: &str, forwarded: &Forwarded) -> Request<()> {
+pub fn upstream_request(client: &HeaderMap, offer: &Offer, target: &PathAndQuery, authority: &str, forwarded: &Forwarded) -> Request<()> {
     let mut headers = headers::end_to_end(client);
     headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    // An upgrade request has no body; a stray length would make the service read frames as one.
+    headers.remove(header::CONTENT_LENGTH);
     if !offer.protocols.is_empty() {
         if let Ok(value) = HeaderValue::try_from(offer.protocols.join(", ")) {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
@@ -132,7 +138,7 @@ pub fn upstream_request(client: &HeaderMap, offer: &Offer, target: &str, authori
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     let mut request = Request::new(());
     *request.method_mut() = Method::GET;
-    *request.uri_mut() = target.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    *request.uri_mut() = Uri::from(target.clone());
     *request.headers_mut() = headers;
     request
 }
@@ -174,12 +180,25 @@ pub fn check_service_response<B>(offer: &Offer, response: &Response<B>) -> Resul
 
 /// The 101 to the client once the service accepted: the service's end-to-end headers (cookies,
 /// chosen subprotocol and extensions) with the upgrade headers.
-pub fn client_response<B: Default>(offer: &Offer, accepted: Option<&Accepted>) -> Response<B> {
+pub fn client_response<B: Default>(offer: &Offer, accepted: &Accepted) -> Response<B> {
+    switching_protocols(offer, accepted.headers.clone())
+}
+
+/// The 101 that opens a session only to close it with a failure's code and reason (`close-code`
+/// mode). It echoes the first offered subprotocol, if any: browsers and node `ws` fail a handshake
+/// whose answer names none of the offered ones, and would then never see the reason.
+pub fn refusal_response<B: Default>(offer: &Offer) -> Response<B> {
+    let mut headers = HeaderMap::new();
+    if let Some(protocol) = offer.first_offered.as_deref().and_then(|p| HeaderValue::try_from(p).ok()) {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    switching_protocols(offer, headers)
+}
+
+fn switching_protocols<B: Default>(offer: &Offer, headers: HeaderMap) -> Response<B> {
     let mut response = Response::new(B::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    if let Some(accepted) = accepted {
-        *response.headers_mut() = accepted.headers.clone();
-    }
+    *response.headers_mut() = headers;
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -233,6 +252,10 @@ mod tests {
         assert_eq!(offer.accept(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         let any = Offer::inspect(&request(VALID), &SubprotocolPolicy::Any).unwrap().unwrap();
         assert_eq!(any.protocols, ["foo", "v12.stomp", "v11.stomp"]);
+        // A refusal names the first offered subprotocol, supported or not, so clients accept the 101.
+        let refusal: Response<()> = refusal_response(&offer);
+        assert_eq!(refusal.headers()["sec-websocket-protocol"], "foo");
+        assert_eq!(refusal.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
@@ -263,6 +286,25 @@ mod tests {
     }
 
     #[test]
+    fn upstream_request_carries_end_to_end_headers_only() {
+        let mut headers = request(VALID).headers().clone();
+        headers.insert("content-length", HeaderValue::from_static("5"));
+        headers.insert("cookie", HeaderValue::from_static("a=b"));
+        let offer = Offer::inspect(&request(VALID), &stomp()).unwrap().unwrap();
+        let forwarded = Forwarded { client: "127.0.0.1:9".parse().unwrap(), proto: "http", host: None, port: 10010 };
+        let target = PathAndQuery::from_static("/ws/uppercase?x=1");
+        let upstream = upstream_request(&headers, &offer, &target, "127.0.0.1:7", &forwarded);
+        assert_eq!(upstream.uri(), "/ws/uppercase?x=1");
+        let sent = upstream.headers();
+        assert!(sent.get("content-length").is_none());
+        assert_eq!(sent["cookie"], "a=b");
+        assert_eq!(sent["host"], "127.0.0.1:7");
+        assert_eq!(sent["sec-websocket-protocol"], "v12.stomp, v11.stomp");
+        assert_eq!(sent["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!((&sent["upgrade"], &sent["connection"]), (&HeaderValue::from_static("websocket"), &HeaderValue::from_static("Upgrade")));
+    }
+
+    #[test]
     fn service_response_checks() {
         let offer = Offer::inspect(&request(VALID), &stomp()).unwrap().unwrap();
         let response = |status: u16, headers: &[(&str, &str)]| {
@@ -275,7 +317,7 @@ mod tests {
         let ok = response(101, &[("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), ("Sec-WebSocket-Protocol", "v11.stomp"), ("Set-Cookie", "a=b"), ("Sec-WebSocket-Extensions", "permessage-deflate")]);
         let accepted = check_service_response(&offer, &ok).unwrap();
         assert_eq!(accepted.protocol.as_deref(), Some("v11.stomp"));
-        let to_client: Response<()> = client_response(&offer, Some(&accepted));
+        let to_client: Response<()> = client_response(&offer, &accepted);
         assert_eq!(to_client.headers()["set-cookie"], "a=b");
         assert_eq!(to_client.headers()["sec-websocket-extensions"], "permessage-deflate");
         assert_eq!(to_client.headers()["sec-websocket-protocol"], "v11.stomp");

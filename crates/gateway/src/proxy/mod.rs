@@ -5,7 +5,8 @@ use std::io;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -38,12 +39,17 @@ impl HttpProxy {
     /// # Errors
     ///
     /// [`Failure::Connect`] when the instance cannot be reached or does not answer in time.
-    pub async fn forward(&self, request: Request<Incoming>, instance: &Instance, target: &str, forwarded: &Forwarded) -> Result<Response<Body>, Failure> {
+    pub async fn forward(&self, request: Request<Incoming>, instance: &Instance, target: &PathAndQuery, forwarded: &Forwarded) -> Result<Response<Body>, Failure> {
         let authority = instance.authority();
         let url = format!("http://{authority}{target}");
         let connect_error = |cause| Failure::Connect(ConnectError { url: url.clone(), cause });
         let (mut parts, body) = request.into_parts();
-        parts.uri = url.parse().map_err(|_| connect_error(ConnectCause::Io(io::Error::other("invalid target URL"))))?;
+        parts.uri = Uri::builder()
+            .scheme("http")
+            .authority(authority.as_str())
+            .path_and_query(target.clone())
+            .build()
+            .map_err(|_| connect_error(ConnectCause::BadAddress))?;
         parts.headers = end_to_end(&parts.headers);
         forwarded.apply(&mut parts.headers);
         if let Ok(host) = HeaderValue::try_from(authority.as_str()) {
@@ -52,7 +58,7 @@ impl HttpProxy {
         parts.version = http::Version::HTTP_11;
         let response = match tokio::time::timeout(self.timeout, self.client.request(Request::from_parts(parts, body))).await {
             Err(_) => return Err(connect_error(ConnectCause::TimedOut)),
-            Ok(Err(error)) => return Err(connect_error(cause_of(&error))),
+            Ok(Err(error)) => return Err(connect_error(cause_of(error))),
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
@@ -61,14 +67,15 @@ impl HttpProxy {
     }
 }
 
-/// The socket error behind a client error, if there is one.
-fn cause_of(error: &hyper_util::client::legacy::Error) -> ConnectCause {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+/// What a client error means for the client: refused and timed-out connections are told apart.
+fn cause_of(error: hyper_util::client::legacy::Error) -> ConnectCause {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(current) = source {
-        if let Some(io) = current.downcast_ref::<io::Error>() {
-            return ConnectCause::from(io::Error::new(io.kind(), io.to_string()));
+        match current.downcast_ref::<io::Error>().map(io::Error::kind) {
+            Some(io::ErrorKind::ConnectionRefused) => return ConnectCause::Refused,
+            Some(io::ErrorKind::TimedOut) => return ConnectCause::TimedOut,
+            _ => source = current.source(),
         }
-        source = current.source();
     }
-    ConnectCause::Io(io::Error::other(error.to_string()))
+    ConnectCause::Proxy(error)
 }

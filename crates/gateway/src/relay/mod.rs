@@ -28,7 +28,7 @@ use tracing::debug;
 
 use crate::session::Session;
 use pump::{End, Pump};
-pub use refuse::refuse;
+pub use refuse::{abandon, refuse};
 
 /// Bytes read per direction per read call.
 pub const BUFFER_SIZE: usize = 16 * 1024;
@@ -46,6 +46,14 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The other direction of the same session.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ClientToService => Direction::ServiceToClient,
+            Direction::ServiceToClient => Direction::ClientToService,
+        }
+    }
+
     /// The label on every trace event of that direction.
     pub fn label(self) -> &'static str {
         match self {

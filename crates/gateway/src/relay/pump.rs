@@ -38,7 +38,8 @@ pub(super) struct Pump<'a, R, W> {
     buffer: Box<[u8]>,
     /// Bytes at the front of `buffer` that start a frame header not complete yet.
     held: usize,
-    /// Whether a close frame from the peer has passed.
+    /// Whether a close frame from the peer has passed, so the output has had its close: the gateway
+    /// must not send another one there (RFC 6455 §5.5.1).
     close_seen: bool,
 }
 
@@ -87,7 +88,7 @@ where
             };
             let read = match read {
                 Ok(0) | Err(_) if self.close_seen => {
-                    let _ = self.writer.shutdown().await;
+                    let _ = tokio::time::timeout(LINGER, self.writer.shutdown()).await;
                     return End::Closed;
                 }
                 Ok(0) | Err(_) => {
@@ -102,6 +103,8 @@ where
             if scan.forward > 0 {
                 if let Err(error) = self.writer.write_all(&self.buffer[..scan.forward]).await {
                     debug!(direction, %error, "writing failed");
+                    // The peer this pump writes to is gone: the other pump tells its own peer.
+                    let _ = outbox.send(failure::vanished(self.direction.reverse()));
                     self.buffer.copy_within(scan.forward..filled, 0);
                     self.held = filled - scan.forward;
                     self.discard_until_close().await;
@@ -117,9 +120,10 @@ where
             if let Some(violation) = scan.violation {
                 debug!(direction, ?violation, "frame refused");
                 let (to_sender, to_receiver) = failure::violation(self.direction, violation);
+                // The sender's close goes first: closing this output may wait on a slow reader.
+                let _ = outbox.send(to_sender);
                 // Everything before the refused header was written whole: the output is on a frame boundary.
                 self.close_output(to_receiver).await;
-                let _ = outbox.send(to_sender);
                 // Skip the refused frame and look for the peer's answering close without judging it again.
                 self.buffer.copy_within(scan.forward..filled, 0);
                 self.held = filled - scan.forward;
@@ -132,11 +136,11 @@ where
         }
     }
 
-    /// Sends a close frame of the gateway's own on the output, if it is on a frame boundary, then
-    /// closes the output.
+    /// Sends a close frame of the gateway's own on the output, if it is on a frame boundary and no
+    /// close has passed there yet, then closes the output.
     pub(super) async fn close_output(&mut self, (code, reason): Close) {
         let finish = async {
-            if self.scanner.at_frame_boundary() {
+            if self.scanner.at_frame_boundary() && !self.close_seen {
                 let mut frame = [0u8; MAX_CLOSE_FRAME_LEN];
                 let len = encode_close(code, &reason, self.mask, &mut frame);
                 self.writer.write_all(&frame[..len]).await?;

@@ -1,14 +1,16 @@
-//! Ending a session the gateway accepted only to report a failure (`close-code` mode, MISSION §2).
+//! Ending a session the gateway opened on one side only: a failure reported to the client
+//! (`close-code` mode, MISSION §2), or a service session whose client left before its upgrade.
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use wsgate_frame::{encode_close, MAX_CLOSE_FRAME_LEN};
 
 use super::pump::Pump;
-use super::{Direction, Limits};
+use super::{Direction, Limits, LINGER};
 use crate::failure::Close;
 use crate::session::Traffic;
 
-/// Sends `close` to the client, waits (up to [`super::LINGER`]) for its answering close, and ends
-/// the connection.
+/// Sends `close` to the client, waits (up to [`LINGER`]) for its answering close, and ends the
+/// connection.
 pub async fn refuse<C>(client: C, close: Close)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -20,4 +22,19 @@ where
     let mut pump = Pump::new(Direction::ClientToService, &mut reader, &mut writer, None, &traffic, limits);
     pump.close_output(close).await;
     pump.discard_until_close().await;
+}
+
+/// Sends `close` (masked with `mask`) to a service whose session will never be relayed, and ends
+/// the connection without waiting for the answer.
+pub async fn abandon<S>(mut service: S, (code, reason): Close, mask: [u8; 4])
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut frame = [0u8; MAX_CLOSE_FRAME_LEN];
+    let len = encode_close(code, &reason, Some(mask), &mut frame);
+    let finish = async {
+        service.write_all(&frame[..len]).await?;
+        service.shutdown().await
+    };
+    let _ = tokio::time::timeout(LINGER, finish).await;
 }

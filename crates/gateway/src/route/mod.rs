@@ -11,6 +11,9 @@ mod path;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use http::uri::PathAndQuery;
+use tracing::warn;
+
 use crate::discovery::Service;
 
 pub use path::RouteError;
@@ -52,11 +55,13 @@ impl ServiceRoutes {
                 let name = key.strip_prefix(ROUTE_PREFIX)?.strip_suffix(".gatewayUrl")?;
                 let service_url = service.metadata.get(&format!("{ROUTE_PREFIX}{name}.serviceUrl"))?;
                 let gateway_url = gateway_url.trim_matches('/');
-                (!gateway_url.is_empty()).then(|| Route {
-                    name: name.to_owned(),
-                    gateway_url: gateway_url.to_owned(),
-                    service_url: format!("/{}", service_url.trim_matches('/')).trim_end_matches('/').to_owned(),
-                })
+                let service_url = format!("/{}", service_url.trim_matches('/')).trim_end_matches('/').to_owned();
+                // Every target is the serviceUrl plus a valid request path, so a valid serviceUrl makes it valid.
+                if gateway_url.is_empty() || service_url.contains(['?', '#']) || PathAndQuery::try_from(format!("{service_url}/")).is_err() {
+                    warn!(service = %service.id, route = name, "ignoring a route with an invalid gatewayUrl or serviceUrl");
+                    return None;
+                }
+                Some(Route { name: name.to_owned(), gateway_url: gateway_url.to_owned(), service_url })
             })
             .collect();
         routes.sort_by(|a, b| b.segments().count().cmp(&a.segments().count()).then_with(|| a.name.cmp(&b.name)));
@@ -67,12 +72,14 @@ impl ServiceRoutes {
 /// Where a request goes: the service, the route that matched, and the path on the instance.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// The serviceId as the client wrote it.
+    pub requested_id: String,
     /// The service, with its instances.
     pub service: Arc<ServiceRoutes>,
     /// Index of the matching route in `service.routes`.
     pub route: usize,
     /// Path and query to request from the instance (`/discoverableclient/ws/uppercase?x=1`).
-    pub target: String,
+    pub target: PathAndQuery,
 }
 
 impl Resolved {
@@ -129,7 +136,8 @@ impl RouteTable {
             target.push('?');
             target.push_str(query);
         }
-        Ok(Resolved { service: Arc::clone(service), route, target })
+        let target = PathAndQuery::try_from(target).map_err(|_| RouteError::InvalidUrl)?;
+        Ok(Resolved { requested_id: service_id.to_owned(), service: Arc::clone(service), route, target })
     }
 }
 
@@ -145,6 +153,8 @@ mod tests {
             metadata.insert(format!("apiml.routes.{name}.serviceUrl"), (*service_url).to_owned());
         }
         metadata.insert("apiml.routes.broken.gatewayUrl".into(), "no/service/url".into());
+        metadata.insert("apiml.routes.spaced.gatewayUrl".into(), "spaced".into());
+        metadata.insert("apiml.routes.spaced.serviceUrl".into(), "/my service".into());
         Service {
             id: ServiceId::new(id),
             instances: vec![Instance {
@@ -173,7 +183,7 @@ mod tests {
     }
 
     fn target(path: &str, query: Option<&str>) -> Result<String, RouteError> {
-        table().resolve(path, query).map(|resolved| resolved.target)
+        table().resolve(path, query).map(|resolved| resolved.target.to_string())
     }
 
     #[test]
@@ -191,6 +201,7 @@ mod tests {
         let resolved = table().resolve("/DiscoverableClient/ws/v1/special/x", None).unwrap();
         assert_eq!(resolved.route().name, "ws_special");
         assert_eq!(resolved.target, "/special/x");
+        assert_eq!(resolved.requested_id, "DiscoverableClient");
         assert_eq!(target("/DISCOVERABLECLIENT/ws/v1/specialist", None).unwrap(), "/discoverableclient/ws/specialist");
     }
 
@@ -202,7 +213,14 @@ mod tests {
     #[test]
     fn dot_segments_stay_inside_the_service_url() {
         assert_eq!(target("/discoverableclient/ws/v1/a/../b/./c", None).unwrap(), "/discoverableclient/ws/b/c");
-        for escape in ["/discoverableclient/ws/v1/..", "/discoverableclient/ws/v1/a/../../x", "/discoverableclient/ws/v1/%2e%2E/x", "/discoverableclient/ws/v1/.%2e"] {
+        for escape in [
+            "/discoverableclient/ws/v1/..",
+            "/discoverableclient/ws/v1/a/../../x",
+            "/discoverableclient/ws/v1/%2e%2E/x",
+            "/discoverableclient/ws/v1/.%2e",
+            "/discoverableclient/ws/v1/..%2F..%2Fadmin",
+            "/discoverableclient/ws/v1/a%2f..%2f..%5cadmin",
+        ] {
             assert_eq!(target(escape, None), Err(RouteError::InvalidUrl), "{escape}");
         }
     }
@@ -215,7 +233,8 @@ mod tests {
         assert_eq!(target("/nope/ws/v1/x", None), Err(RouteError::UnknownService { service_id: "nope".into() }));
         assert_eq!(target("/discoverableclient/ws/v9/x", None), Err(RouteError::NoRoute { gateway_url: "ws/v9".into() }));
         assert_eq!(target("/discoverableclient/ws", None), Err(RouteError::NoRoute { gateway_url: "ws".into() }));
-        // A gatewayUrl without a serviceUrl is no route at all.
+        // A gatewayUrl without a serviceUrl, or with an invalid one, is no route at all.
+        assert_eq!(target("/discoverableclient/spaced/x", None), Err(RouteError::NoRoute { gateway_url: "spaced/x".into() }));
         assert_eq!(target("/discoverableclient/no/service/url", None), Err(RouteError::NoRoute { gateway_url: "no/service".into() }));
     }
 }

@@ -61,6 +61,9 @@ pub(super) fn normalize(rest: &str) -> Result<String, RouteError> {
     let Some(body) = rest.strip_prefix('/') else {
         return Ok(rest.to_owned());
     };
+    if climbs_when_decoded(body) {
+        return Err(RouteError::InvalidUrl);
+    }
     if !body.split('/').any(|s| is_dot(s) || is_dot_dot(s)) {
         return Ok(rest.to_owned());
     }
@@ -76,4 +79,26 @@ pub(super) fn normalize(rest: &str) -> Result<String, RouteError> {
         kept.push(segment);
     }
     Ok(kept.iter().map(|s| format!("/{s}")).collect())
+}
+
+/// Whether `body` climbs above its start once encoded dots and separators (`%2e`, `%2f`, `%5c`) are
+/// decoded and backslashes count as slashes, as some services do before normalizing a path.
+fn climbs_when_decoded(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    if !lower.contains('%') && !lower.contains('\\') {
+        return false;
+    }
+    let decoded = lower.replace("%2e", ".").replace("%2f", "/").replace("%5c", "/").replace('\\', "/");
+    let mut depth = 0usize;
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return true,
+            },
+            _ => depth += 1,
+        }
+    }
+    false
 }

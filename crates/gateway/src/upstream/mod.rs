@@ -34,13 +34,12 @@ pub enum ConnectCause {
     /// The service answered, but did not open a session.
     #[error(transparent)]
     Refusal(ServiceRefusal),
-}
-
-impl ConnectCause {
-    /// Whether the failure says nothing about the request, so another instance may be tried.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, ConnectCause::Refused | ConnectCause::TimedOut | ConnectCause::Io(_))
-    }
+    /// The instance's host and port do not make a valid address.
+    #[error("invalid instance address")]
+    BadAddress,
+    /// The HTTP proxy's client failed (connection reset, malformed answer...).
+    #[error("{0}")]
+    Proxy(hyper_util::client::legacy::Error),
 }
 
 impl From<io::Error> for ConnectCause {
