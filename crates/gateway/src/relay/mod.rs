@@ -1,9 +1,9 @@
 //! The frame-aware relay: forwards a WebSocket session's bytes both ways once both handshakes are done.
 //!
-//! Each direction is a [`pump`]: it reads into a fixed buffer, lets a
-//! [`FrameScanner`](wsgate_frame::FrameScanner) find the frame boundaries, and writes the bytes on
-//! before it reads again, so it never reads faster than the other side takes (backpressure) and a
-//! message of any size passes through the same buffer. Payloads are not touched: client frames stay
+//! Each direction is a pump: it reads into its buffer (small and inline, or large while a burst of
+//! big frames lasts), lets a [`FrameScanner`](wsgate_frame::FrameScanner) find the frame boundaries,
+//! and writes the bytes on before it reads again, so it never reads faster than the other side takes
+//! (backpressure) and a message of any size passes through the same bounded buffer. Payloads are not touched: client frames stay
 //! masked (the gateway is the client of the service), RSV bits, ping/pong and close frames pass as
 //! they are, so extensions such as permessage-deflate work end to end.
 //!
@@ -13,10 +13,12 @@
 //!
 //! | per session | cost |
 //! | --- | --- |
-//! | buffers | 2 × [`BUFFER_SIZE`] (16 KiB each), whatever the message size |
+//! | buffers, idle or small messages | 2 × 512 bytes inline in the session's task, no heap buffer |
+//! | buffers, during a burst of large frames | a 64 KiB heap buffer per busy direction, freed when the burst ends |
 //! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
-//! | allocations per frame | none |
+//! | allocations per frame | none (one per burst of large frames) |
 
+mod buffer;
 mod pump;
 mod refuse;
 
@@ -29,9 +31,6 @@ use tracing::debug;
 use crate::session::Session;
 use pump::{End, Pump};
 pub use refuse::{abandon, refuse};
-
-/// Bytes read per direction per read call.
-pub const BUFFER_SIZE: usize = 16 * 1024;
 
 /// How long the relay waits for a peer to finish its side of a close, once the session is ending.
 pub const LINGER: Duration = Duration::from_secs(5);

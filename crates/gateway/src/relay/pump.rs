@@ -5,7 +5,8 @@ use tokio::sync::oneshot;
 use tracing::{debug, trace};
 use wsgate_frame::{encode_close, FrameScanner, Origin, MAX_CLOSE_FRAME_LEN};
 
-use super::{Direction, Limits, BUFFER_SIZE, LINGER};
+use super::buffer::RelayBuffer;
+use super::{Direction, Limits, LINGER};
 use crate::failure::{self, Close};
 use crate::session::Traffic;
 
@@ -35,9 +36,7 @@ pub(super) struct Pump<'a, R, W> {
     mask: Option<[u8; 4]>,
     traffic: &'a Traffic,
     scanner: FrameScanner,
-    buffer: Box<[u8]>,
-    /// Bytes at the front of `buffer` that start a frame header not complete yet.
-    held: usize,
+    buffer: RelayBuffer,
     /// Whether a close frame from the peer has passed, so the output has had its close: the gateway
     /// must not send another one there (RFC 6455 §5.5.1).
     close_seen: bool,
@@ -60,8 +59,7 @@ where
             mask,
             traffic,
             scanner: FrameScanner::new(origin, limits.max_frame_size),
-            buffer: vec![0; BUFFER_SIZE].into_boxed_slice(),
-            held: 0,
+            buffer: RelayBuffer::new(),
             close_seen: false,
         }
     }
@@ -84,7 +82,7 @@ where
                     self.discard_until_close().await;
                     return End::Stopped;
                 }
-                read = self.reader.read(&mut self.buffer[self.held..]) => read,
+                read = self.reader.read(self.buffer.space()) => read,
             };
             let read = match read {
                 Ok(0) | Err(_) if self.close_seen => {
@@ -98,15 +96,13 @@ where
                 }
                 Ok(read) => read,
             };
-            let filled = self.held + read;
-            let scan = self.scanner.scan(&self.buffer[..filled]);
+            let scan = self.scanner.scan(self.buffer.filled(read));
             if scan.forward > 0 {
-                if let Err(error) = self.writer.write_all(&self.buffer[..scan.forward]).await {
+                if let Err(error) = self.writer.write_all(&self.buffer.filled(read)[..scan.forward]).await {
                     debug!(direction, %error, "writing failed");
                     // The peer this pump writes to is gone: the other pump tells its own peer.
                     let _ = outbox.send(failure::vanished(self.direction.reverse()));
-                    self.buffer.copy_within(scan.forward..filled, 0);
-                    self.held = filled - scan.forward;
+                    self.buffer.advance(read, scan.forward);
                     self.discard_until_close().await;
                     return End::OutputLost;
                 }
@@ -125,14 +121,12 @@ where
                 // Everything before the refused header was written whole: the output is on a frame boundary.
                 self.close_output(to_receiver).await;
                 // Skip the refused frame and look for the peer's answering close without judging it again.
-                self.buffer.copy_within(scan.forward..filled, 0);
-                self.held = filled - scan.forward;
+                self.buffer.advance(read, scan.forward);
                 self.scanner = FrameScanner::new(Origin::Unchecked, u64::MAX);
                 self.discard_until_close().await;
                 return End::Violation;
             }
-            self.buffer.copy_within(scan.forward..filled, 0);
-            self.held = filled - scan.forward;
+            self.buffer.advance(read, scan.forward);
         }
     }
 
@@ -157,15 +151,15 @@ where
     pub(super) async fn discard_until_close(&mut self) {
         let discard = async {
             loop {
-                let scan = self.scanner.scan(&self.buffer[..self.held]);
+                // What is held may already contain the close.
+                let scan = self.scanner.scan(self.buffer.filled(0));
                 if self.scanner.take_close().is_some() || scan.violation.is_some() {
                     return;
                 }
-                self.buffer.copy_within(scan.forward..self.held, 0);
-                self.held -= scan.forward;
-                match self.reader.read(&mut self.buffer[self.held..]).await {
+                self.buffer.advance(0, scan.forward);
+                match self.reader.read(self.buffer.space()).await {
                     Ok(0) | Err(_) => return,
-                    Ok(read) => self.held += read,
+                    Ok(read) => self.buffer.advance(read, 0),
                 }
             }
         };

@@ -1,0 +1,108 @@
+//! The read buffer of one relay direction: small and inline while traffic is light, a large heap
+//! buffer only while a burst lasts.
+//!
+//! An idle session holds no heap buffer at all, and a session exchanging small messages never
+//! allocates; a stream of large frames gets [`LARGE`] bytes per read, so it needs few syscalls.
+
+/// The inline buffer, part of the session's task: enough for a small message and its header.
+pub(super) const SMALL: usize = 512;
+/// The heap buffer used while reads keep filling the buffer.
+pub(super) const LARGE: usize = 64 * 1024;
+
+/// Bytes read and not forwarded yet, at the front of whichever buffer is in use.
+pub(super) struct RelayBuffer {
+    small: [u8; SMALL],
+    large: Option<Box<[u8]>>,
+    /// Bytes at the front that start a frame header not complete yet (at most 13).
+    held: usize,
+}
+
+impl RelayBuffer {
+    pub(super) fn new() -> RelayBuffer {
+        RelayBuffer { small: [0; SMALL], large: None, held: 0 }
+    }
+
+    /// Where the next read goes: the space after the held bytes.
+    pub(super) fn space(&mut self) -> &mut [u8] {
+        let held = self.held;
+        &mut self.active_mut()[held..]
+    }
+
+    /// The held bytes followed by `read` newly read ones.
+    pub(super) fn filled(&self, read: usize) -> &[u8] {
+        &self.active()[..self.held + read]
+    }
+
+    /// After `read` bytes arrived and the first `forwarded` of [`Self::filled`] were written: keeps the
+    /// rest at the front, and switches buffers when the size of the read says a burst started or ended.
+    pub(super) fn advance(&mut self, read: usize, forwarded: usize) {
+        let filled = self.held + read;
+        let capacity = self.active().len();
+        self.active_mut().copy_within(forwarded..filled, 0);
+        self.held = filled - forwarded;
+        match &self.large {
+            None if filled == capacity => {
+                let mut large = vec![0; LARGE].into_boxed_slice();
+                large[..self.held].copy_from_slice(&self.small[..self.held]);
+                self.large = Some(large);
+            }
+            Some(large) if read < LARGE / 2 && self.held <= SMALL => {
+                self.small[..self.held].copy_from_slice(&large[..self.held]);
+                self.large = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a heap buffer is in use.
+    #[cfg(test)]
+    fn is_large(&self) -> bool {
+        self.large.is_some()
+    }
+
+    fn active(&self) -> &[u8] {
+        self.large.as_deref().unwrap_or(&self.small)
+    }
+
+    fn active_mut(&mut self) -> &mut [u8] {
+        match &mut self.large {
+            Some(large) => large,
+            None => &mut self.small,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(buffer: &mut RelayBuffer, bytes: &[u8]) -> usize {
+        buffer.space()[..bytes.len()].copy_from_slice(bytes);
+        bytes.len()
+    }
+
+    #[test]
+    fn grows_for_a_burst_and_shrinks_after_it_keeping_held_bytes() {
+        let mut buffer = RelayBuffer::new();
+        let n = read(&mut buffer, &[1; 100]);
+        buffer.advance(n, 97);
+        assert!(!buffer.is_large());
+        assert_eq!(buffer.filled(0), [1, 1, 1]);
+
+        let n = read(&mut buffer, &[2; SMALL - 3]);
+        buffer.advance(n, SMALL - 2);
+        assert!(buffer.is_large(), "a full small buffer starts a burst");
+        assert_eq!(buffer.filled(0), [2, 2]);
+        assert_eq!(buffer.space().len(), LARGE - 2);
+
+        let n = read(&mut buffer, &[3; LARGE - 2]);
+        buffer.advance(n, LARGE - 1);
+        assert!(buffer.is_large(), "full reads keep the burst going");
+        assert_eq!(buffer.filled(0), [3]);
+
+        let n = read(&mut buffer, &[4; 10]);
+        buffer.advance(n, 5);
+        assert!(!buffer.is_large(), "a short read ends the burst");
+        assert_eq!(buffer.filled(0), [4; 6]);
+    }
+}
