@@ -26,6 +26,7 @@ use crate::discovery::{ServiceDirectory, Source};
 use crate::failure::Failure;
 use crate::handshake::{self, Forwarded, Offer};
 use crate::proxy::HttpProxy;
+use crate::relay::BufferPool;
 use crate::route::RouteTable;
 use crate::session::SessionTable;
 use crate::websocket;
@@ -55,6 +56,7 @@ pub(crate) struct Shared {
     pub(crate) picker: Picker,
     pub(crate) sessions: SessionTable,
     pub(crate) proxy: HttpProxy,
+    pub(crate) buffers: BufferPool,
     port: u16,
 }
 
@@ -90,6 +92,7 @@ impl Gateway {
             picker: Picker::default(),
             sessions: SessionTable::new(prefix),
             proxy: HttpProxy::new(config.websocket.connect_timeout),
+            buffers: BufferPool::default(),
             websocket: config.websocket,
             port,
         };

@@ -76,18 +76,21 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
 
 /// Waits for the client's side of the upgrade, then relays until the session ends.
 async fn relay_session(shared: Arc<Shared>, request: Request<Incoming>, opened: OpenedSession, id: SessionId, info: SessionInfo) {
+    // The service's answer headers are not needed any more: an idle session should not keep them.
+    let OpenedSession { io: service, accepted } = opened;
+    drop(accepted);
     let client = match hyper::upgrade::on(request).await {
         Ok(upgraded) => TokioIo::new(upgraded),
         Err(error) => {
             warn!(%error, "client went away before its upgrade completed");
-            relay::abandon(opened.io, failure::vanished(Direction::ClientToService), mask_key(id)).await;
+            relay::abandon(service, failure::vanished(Direction::ClientToService), mask_key(id)).await;
             return;
         }
     };
     info!(client = %info.client_address, service = %info.service_url, subprotocol = ?info.subprotocol, "session open");
     let session = shared.sessions.open(id, info);
     let limits = Limits { max_frame_size: shared.websocket.max_frame_size };
-    relay::run(client, opened.io, &session, limits, mask_key(id)).await;
+    relay::run(client, service, &session, limits, &shared.buffers, mask_key(id)).await;
     info!(
         bytes_from_client = session.from_client.bytes(),
         bytes_to_client = session.to_client.bytes(),

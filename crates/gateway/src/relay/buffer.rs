@@ -2,24 +2,56 @@
 //! buffer only while a burst lasts.
 //!
 //! An idle session holds no heap buffer at all, and a session exchanging small messages never
-//! allocates; a stream of large frames gets [`LARGE`] bytes per read, so it needs few syscalls.
+//! allocates; a stream of large frames gets [`LARGE`] bytes per read, so it needs few syscalls. Large
+//! buffers come from a [`BufferPool`] and go back to it, so a burst costs neither an allocation nor
+//! zeroing 64 KiB.
+
+use std::sync::Mutex;
 
 /// The inline buffer, part of the session's task: enough for a small message and its header.
-pub(super) const SMALL: usize = 512;
+pub(super) const SMALL: usize = 256;
 /// The heap buffer used while reads keep filling the buffer.
 pub(super) const LARGE: usize = 64 * 1024;
 
+/// How many idle large buffers a pool keeps; more are freed.
+const POOL_CAPACITY: usize = 64;
+
+/// Large buffers lent to relay directions while their bursts last.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: Mutex<Vec<Box<[u8]>>>,
+}
+
+impl BufferPool {
+    fn take(&self) -> Box<[u8]> {
+        self.lock().pop().unwrap_or_else(|| vec![0; LARGE].into_boxed_slice())
+    }
+
+    fn give(&self, buffer: Box<[u8]>) {
+        let mut free = self.lock();
+        if free.len() < POOL_CAPACITY {
+            free.push(buffer);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<[u8]>>> {
+        // A list of spare buffers cannot be left inconsistent: poisoning is ignored.
+        self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Bytes read and not forwarded yet, at the front of whichever buffer is in use.
-pub(super) struct RelayBuffer {
+pub(super) struct RelayBuffer<'p> {
     small: [u8; SMALL],
     large: Option<Box<[u8]>>,
+    pool: &'p BufferPool,
     /// Bytes at the front that start a frame header not complete yet (at most 13).
     held: usize,
 }
 
-impl RelayBuffer {
-    pub(super) fn new() -> RelayBuffer {
-        RelayBuffer { small: [0; SMALL], large: None, held: 0 }
+impl<'p> RelayBuffer<'p> {
+    pub(super) fn new(pool: &'p BufferPool) -> RelayBuffer<'p> {
+        RelayBuffer { small: [0; SMALL], large: None, pool, held: 0 }
     }
 
     /// Where the next read goes: the space after the held bytes.
@@ -40,17 +72,17 @@ impl RelayBuffer {
         let capacity = self.active().len();
         self.active_mut().copy_within(forwarded..filled, 0);
         self.held = filled - forwarded;
-        match &self.large {
+        match self.large.take() {
             None if filled == capacity => {
-                let mut large = vec![0; LARGE].into_boxed_slice();
+                let mut large = self.pool.take();
                 large[..self.held].copy_from_slice(&self.small[..self.held]);
                 self.large = Some(large);
             }
             Some(large) if read < LARGE / 2 && self.held <= SMALL => {
                 self.small[..self.held].copy_from_slice(&large[..self.held]);
-                self.large = None;
+                self.pool.give(large);
             }
-            _ => {}
+            large => self.large = large,
         }
     }
 
@@ -72,6 +104,14 @@ impl RelayBuffer {
     }
 }
 
+impl Drop for RelayBuffer<'_> {
+    fn drop(&mut self) {
+        if let Some(large) = self.large.take() {
+            self.pool.give(large);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,7 +123,8 @@ mod tests {
 
     #[test]
     fn grows_for_a_burst_and_shrinks_after_it_keeping_held_bytes() {
-        let mut buffer = RelayBuffer::new();
+        let pool = BufferPool::default();
+        let mut buffer = RelayBuffer::new(&pool);
         let n = read(&mut buffer, &[1; 100]);
         buffer.advance(n, 97);
         assert!(!buffer.is_large());
@@ -104,5 +145,13 @@ mod tests {
         buffer.advance(n, 5);
         assert!(!buffer.is_large(), "a short read ends the burst");
         assert_eq!(buffer.filled(0), [4; 6]);
+        assert_eq!(pool.lock().len(), 1, "the large buffer went back to the pool");
+
+        let n = read(&mut buffer, &[5; SMALL - 6]);
+        buffer.advance(n, 0);
+        assert!(buffer.is_large());
+        assert_eq!(pool.lock().len(), 0, "the next burst reuses it");
+        drop(buffer);
+        assert_eq!(pool.lock().len(), 1, "a session that ends mid-burst gives it back");
     }
 }

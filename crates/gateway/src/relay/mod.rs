@@ -13,7 +13,7 @@
 //!
 //! | per session | cost |
 //! | --- | --- |
-//! | buffers, idle or small messages | 2 × 512 bytes inline in the session's task, no heap buffer |
+//! | buffers, idle or small messages | 2 × 256 bytes inline in the session's task, no heap buffer |
 //! | buffers, during a burst of large frames | a 64 KiB heap buffer per busy direction, freed when the burst ends |
 //! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
@@ -30,6 +30,7 @@ use tracing::debug;
 
 use crate::session::Session;
 use pump::{End, Pump};
+pub use buffer::BufferPool;
 pub use refuse::{abandon, refuse};
 
 /// How long the relay waits for a peer to finish its side of a close, once the session is ending.
@@ -72,7 +73,7 @@ pub struct Limits {
 /// Relays `client` and `service` until both directions have ended.
 ///
 /// `mask` is the masking key for the close frames the gateway itself sends to the service.
-pub async fn run<C, S>(client: C, service: S, session: &Session, limits: Limits, mask: [u8; 4])
+pub async fn run<C, S>(client: C, service: S, session: &Session, limits: Limits, pool: &BufferPool, mask: [u8; 4])
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
@@ -82,9 +83,9 @@ where
     // Each pump may ask the other to close its output, when the peer it reads broke the rules.
     let (ask_service_pump, service_pump_inbox) = oneshot::channel();
     let (ask_client_pump, client_pump_inbox) = oneshot::channel();
-    let upstream = Pump::new(Direction::ClientToService, &mut client_reader, &mut service_writer, Some(mask), &session.from_client, limits)
+    let upstream = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, limits, pool)
         .run(client_pump_inbox, ask_service_pump);
-    let downstream = Pump::new(Direction::ServiceToClient, &mut service_reader, &mut client_writer, None, &session.to_client, limits)
+    let downstream = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, limits, pool)
         .run(service_pump_inbox, ask_client_pump);
     tokio::pin!(upstream, downstream);
     // When one direction has ended, the other only has its half of the close left to do.

@@ -5,7 +5,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, trace};
 use wsgate_frame::{encode_close, FrameScanner, Origin, MAX_CLOSE_FRAME_LEN};
 
-use super::buffer::RelayBuffer;
+use super::buffer::{BufferPool, RelayBuffer};
 use super::{Direction, Limits, LINGER};
 use crate::failure::{self, Close};
 use crate::session::Traffic;
@@ -36,7 +36,7 @@ pub(super) struct Pump<'a, R, W> {
     mask: Option<[u8; 4]>,
     traffic: &'a Traffic,
     scanner: FrameScanner,
-    buffer: RelayBuffer,
+    buffer: RelayBuffer<'a>,
     /// Whether a close frame from the peer has passed, so the output has had its close: the gateway
     /// must not send another one there (RFC 6455 §5.5.1).
     close_seen: bool,
@@ -47,7 +47,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    pub(super) fn new(direction: Direction, reader: &'a mut R, writer: &'a mut W, mask: Option<[u8; 4]>, traffic: &'a Traffic, limits: Limits) -> Self {
+    pub(super) fn new(
+        direction: Direction,
+        (reader, writer): (&'a mut R, &'a mut W),
+        mask: Option<[u8; 4]>,
+        traffic: &'a Traffic,
+        limits: Limits,
+        pool: &'a BufferPool,
+    ) -> Self {
         let origin = match direction {
             Direction::ClientToService => Origin::Client,
             Direction::ServiceToClient => Origin::Service,
@@ -59,7 +66,7 @@ where
             mask,
             traffic,
             scanner: FrameScanner::new(origin, limits.max_frame_size),
-            buffer: RelayBuffer::new(),
+            buffer: RelayBuffer::new(pool),
             close_seen: false,
         }
     }

@@ -4,6 +4,7 @@
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use wsgate_frame::{encode_close, MAX_CLOSE_FRAME_LEN};
 
+use super::buffer::BufferPool;
 use super::pump::Pump;
 use super::{Direction, Limits, LINGER};
 use crate::failure::Close;
@@ -19,7 +20,8 @@ where
     let traffic = Traffic::default();
     let limits = Limits { max_frame_size: u64::MAX };
     // A pump that reads the client's frames and whose output is the client itself.
-    let mut pump = Pump::new(Direction::ClientToService, &mut reader, &mut writer, None, &traffic, limits);
+    let pool = BufferPool::default();
+    let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), None, &traffic, limits, &pool);
     pump.close_output(close).await;
     pump.discard_until_close().await;
 }
