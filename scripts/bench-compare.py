@@ -1,0 +1,1398 @@
+#!/usr/bin/env python3
+"""Compare wsgate with a direct connection, nginx and HAProxy on loopback, in interleaved rounds.
+
+    scripts/bench-compare.py                    # full run (about 30 minutes), writes BENCHMARKS.md and doc/bench.svg
+    scripts/bench-compare.py --quick --rounds 1 --idle-sessions 200   # smoke (about a minute), report under target/bench/
+
+What it does, in order:
+  1. installs nginx and HAProxy from Debian's packages when missing (apt-get update once, then
+     apt-get install -y nginx-light haproxy, or nginx when nginx-light is not offered), with the
+     distribution's services kept from starting (policy-rc.d);
+  2. cargo build --release -p wsgate -p wsgate-bench (skipped with --no-build);
+  3. starts, on 127.0.0.1 and free ports chosen now: the echo backend (wsgate-bench echo-server --threads 2),
+     wsgate (a static service `echo` routed at /echo/ws/v1/), nginx (2 worker processes; a second server
+     block with proxy_buffer_size 64k, "nginx-64k") and HAProxy (mode http, nbthread 2), each in the
+     foreground with its config, pid and log files under target/bench/run/; all of them are stopped at exit,
+     on Ctrl-C too;
+  4. runs every workload against every target in interleaved rounds (A B C D A B C D ...), one run at a time,
+     with one progress line per run on stderr, and keeps every raw JSON line in target/bench/results.jsonl;
+  5. prints the medians and ratios, and writes the report (machine, versions, commands, tables, goals,
+     an SVG plot, and an "Analysis" section kept across runs once filled in by hand).
+
+Python 3.11 standard library only. Loopback only; every run is bounded in time; nothing is asserted on timings:
+the exit code is 0 when every run finished without errors, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime as dt
+import html
+import math
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+
+# Environment variables that wsgate reads as configuration overrides (Spring relaxed binding): they must not
+# leak from the caller's shell into the gateway under test.
+WSGATE_ENV_PREFIXES = ("SERVER_", "DISCOVERY_", "SERVICES", "EUREKA_")
+
+TARGET_ORDER = ["direct", "wsgate", "nginx", "nginx-64k", "haproxy"]
+PROXIES = ["wsgate", "nginx", "haproxy"]  # the processes whose CPU and RSS are measured (nginx-64k: same nginx)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def die(message: str) -> None:
+    log(f"bench-compare: {message}")
+    sys.exit(2)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Processes: every process started here is tracked, stopped at exit (also on Ctrl-C or SIGTERM), and recorded in
+# target/bench/pids.json so that a run killed with SIGKILL can have its leftovers stopped by the next run.
+# --------------------------------------------------------------------------------------------------------------
+
+_live: list[subprocess.Popen] = []
+_pid_file: Path | None = None
+
+
+def _record_pids() -> None:
+    if _pid_file is None:
+        return
+    entries = []
+    for proc in _live:
+        if proc.poll() is None:
+            try:
+                entries.append({"pid": proc.pid, "cmdline": Path(f"/proc/{proc.pid}/cmdline").read_text()})
+            except OSError:
+                pass
+    _pid_file.write_text(json.dumps(entries))
+
+
+def stop_leftovers(pid_file: Path) -> None:
+    """Stops processes recorded by an earlier run of this script that did not get to clean up."""
+    try:
+        entries = json.loads(pid_file.read_text())
+    except (OSError, ValueError):
+        return
+    for entry in entries:
+        pid = entry.get("pid")
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_text() != entry.get("cmdline"):
+                continue  # the pid is gone or now belongs to something else
+        except OSError:
+            continue
+        log(f"bench-compare: stopping process {pid} left over from an earlier run")
+        try:
+            os.killpg(pid, signal.SIGKILL)  # each was started as the leader of its own process group
+        except OSError:
+            pass
+    pid_file.unlink(missing_ok=True)
+
+
+def spawn(argv: list[str], *, log_path: Path, env: dict | None = None, stdout_pipe: bool = False) -> subprocess.Popen:
+    log_file = open(log_path, "ab")
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stdout_pipe else log_file,
+        stderr=log_file,
+        env=env,
+        start_new_session=True,  # Ctrl-C reaches this script only; it stops the children itself
+    )
+    log_file.close()
+    _live.append(proc)
+    _record_pids()
+    return proc
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        except OSError:
+            pass
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    else:
+        # nginx workers or other children left behind in the group
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if proc in _live:
+        _live.remove(proc)
+    _record_pids()
+
+
+def stop_all() -> None:
+    for proc in reversed(list(_live)):
+        stop(proc, grace=5.0)
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def read_listening_line(proc: subprocess.Popen, pattern: str, log_path: Path, timeout: float) -> int:
+    """Reads the child's stdout until `pattern` (with a (\\d+) port group) matches, then keeps draining stdout
+    into its log in a thread. Returns the port."""
+    found: list[int] = []
+    ready = threading.Event()
+
+    def pump():
+        with open(log_path, "ab") as sink:
+            for raw in proc.stdout:
+                sink.write(raw)
+                sink.flush()
+                if not found:
+                    match = re.search(pattern, raw.decode(errors="replace"))
+                    if match:
+                        found.append(int(match.group(1)))
+                        ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    ready.wait(timeout)
+    if not found:
+        stop(proc)
+        tail = log_path.read_text(errors="replace")[-2000:]
+        die(f"{proc.args[0]} did not print its listening line within {timeout:.0f} s; log {log_path}:\n{tail}")
+    return found[0]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+    die(f"{proc.args[0]} is not listening on 127.0.0.1:{port} (exit {proc.poll()}); log {log_path}:\n{tail}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# /proc readings
+# --------------------------------------------------------------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+class RssSampler:
+    """Samples the summed RSS of some processes every 100 ms and keeps the peak."""
+
+    def __init__(self, pids_fn):
+        self.pids_fn = pids_fn
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_kib(self.pids_fn()))
+            self._stop.wait(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Installing nginx and HAProxy
+# --------------------------------------------------------------------------------------------------------------
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name, path=SBIN_PATH)
+
+
+def ensure_proxies(no_install: bool) -> None:
+    missing = [name for name in ("nginx", "haproxy") if which(name) is None]
+    if not missing:
+        return
+    if no_install:
+        die(f"{' and '.join(missing)} not installed (and --no-install given)")
+    if os.geteuid() != 0:
+        die(f"{' and '.join(missing)} not installed; run as root (apt-get) or install them first")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # Keep the distribution's nginx and haproxy services from starting on install (they would bind port 80 and
+    # 8080-style defaults); Docker-style images already ship this file.
+    policy = Path("/usr/sbin/policy-rc.d")
+    created_policy = False
+    if not policy.exists():
+        policy.write_text("#!/bin/sh\n# written by wsgate scripts/bench-compare.py for the duration of an install\nexit 101\n")
+        policy.chmod(0o755)
+        created_policy = True
+    try:
+        log("==> apt-get update")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        packages = ["nginx-light" if "nginx" in missing else None, "haproxy" if "haproxy" in missing else None]
+        packages = [p for p in packages if p]
+        log(f"==> apt-get install -y {' '.join(packages)}")
+        result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env)
+        if result.returncode != 0 and "nginx-light" in packages:
+            packages = ["nginx" if p == "nginx-light" else p for p in packages]  # Debian 13 has one nginx package
+            log(f"==> apt-get install -y {' '.join(packages)}")
+            subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+        elif result.returncode != 0:
+            die("apt-get install failed")
+    finally:
+        if created_policy:
+            policy.unlink(missing_ok=True)
+    still = [name for name in ("nginx", "haproxy") if which(name) is None]
+    if still:
+        die(f"{' and '.join(still)} still missing after apt-get install")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Lab:
+    """The echo backend and the three proxies, with their config files under run_dir."""
+
+    def __init__(self, run_dir: Path, bench: str, wsgate: str):
+        self.dir = run_dir
+        self.bench = bench
+        self.wsgate = wsgate
+        self.nginx = which("nginx")
+        self.haproxy = which("haproxy")
+        self.echo_port = 0
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.ports: dict[str, int] = {}
+        self.configs: dict[str, str] = {}
+        self.child_env = {k: v for k, v in os.environ.items() if not k.upper().startswith(WSGATE_ENV_PREFIXES)}
+
+    # -- starting ------------------------------------------------------------------------------------------------
+
+    def start_echo(self) -> None:
+        path = self.dir / "echo-server.log"
+        argv = [self.bench, "echo-server", "--address", "127.0.0.1", "--port", str(self.echo_port), "--threads", "2"]
+        proc = spawn(argv, log_path=path, env=self.child_env, stdout_pipe=True)
+        self.echo_port = read_listening_line(proc, r"echo-server listening on [^\s:]+:(\d+)", path, 30)
+        self.procs["direct"] = proc
+
+    def start_wsgate(self) -> None:
+        cfg = self.dir / "wsgate.yml"
+        self.configs["wsgate"] = f"""\
+# wsgate: one static service `echo` routed at /echo/ws/v1/ to the echo backend
+server:
+  address: 127.0.0.1
+  port: 0
+  ssl:
+    enabled: false
+  webSocket:
+    supportedProtocols: "*"
+    maxFrameSize: 64MiB
+discovery:
+  embedded:
+    enabled: false
+services:
+  - serviceId: echo
+    instances:
+      - host: 127.0.0.1
+        port: {self.echo_port}
+    metadata:
+      apiml.routes.ws_v1.gatewayUrl: ws/v1
+      apiml.routes.ws_v1.serviceUrl: /
+"""
+        cfg.write_text(self.configs["wsgate"])
+        path = self.dir / "wsgate.log"
+        # RUST_LOG=warn: no log line per session (nginx runs with access_log off, HAProxy without logging).
+        env = dict(self.child_env, RUST_LOG="warn")
+        proc = spawn([self.wsgate, "serve", "--config", str(cfg)], log_path=path, env=env, stdout_pipe=True)
+        self.ports["wsgate"] = read_listening_line(proc, r"wsgate listening on [^\s]*:(\d+)", path, 30)
+        self.procs["wsgate"] = proc
+
+    def start_nginx(self) -> None:
+        if "nginx" not in self.ports:
+            self.ports["nginx"], self.ports["nginx-64k"] = free_port(), free_port()
+        d = self.dir / "nginx"
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        location = """\
+            proxy_pass http://127.0.0.1:{echo};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;""".format(echo=self.echo_port)
+        self.configs["nginx"] = f"""\
+# nginx: 2 worker processes, WebSocket proxy to the echo backend. Port {self.ports['nginx']}: defaults
+# ("nginx"); port {self.ports['nginx-64k']}: proxy_buffer_size 64k ("nginx-64k").
+user root;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{
+    worker_connections 20000;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{self.ports['nginx']};
+        location / {{
+{location}
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{self.ports['nginx-64k']};
+        location / {{
+{location}
+            proxy_buffer_size 64k;
+            # nginx refuses proxy_buffer_size 64k next to the default proxy_buffers (8 4k); these two only
+            # matter for plain HTTP responses, an upgraded connection uses proxy_buffer_size alone.
+            proxy_buffers 4 64k;
+            proxy_busy_buffers_size 128k;
+        }}
+    }}
+}}
+"""
+        cfg = d / "nginx.conf"
+        cfg.write_text(self.configs["nginx"])
+        path = self.dir / "nginx.log"
+        proc = spawn([self.nginx, "-p", str(d), "-e", str(d / "error.log"), "-c", str(cfg)], log_path=path, env=self.child_env)
+        wait_for_port(self.ports["nginx"], proc, d / "error.log")
+        wait_for_port(self.ports["nginx-64k"], proc, d / "error.log")
+        self.procs["nginx"] = proc
+        deadline = time.monotonic() + 10
+        while len(children_of(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def start_haproxy(self) -> None:
+        if "haproxy" not in self.ports:
+            self.ports["haproxy"] = free_port()
+        d = self.dir / "haproxy"
+        d.mkdir(parents=True, exist_ok=True)
+        self.configs["haproxy"] = f"""\
+# HAProxy: one process with 2 threads, HTTP mode, the WebSocket upgrade tunnelled to the echo backend.
+global
+    nbthread 2
+    pidfile {d}/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+frontend ws
+    bind 127.0.0.1:{self.ports['haproxy']}
+    default_backend echo
+backend echo
+    server echo1 127.0.0.1:{self.echo_port}
+"""
+        cfg = d / "haproxy.cfg"
+        cfg.write_text(self.configs["haproxy"])
+        path = self.dir / "haproxy.log"
+        check = subprocess.run([self.haproxy, "-c", "-f", str(cfg)], capture_output=True, text=True, env=self.child_env)
+        if check.returncode != 0:
+            die(f"haproxy -c rejected {cfg}:\n{check.stdout}{check.stderr}")
+        proc = spawn([self.haproxy, "-db", "-f", str(cfg)], log_path=path, env=self.child_env)
+        wait_for_port(self.ports["haproxy"], proc, path)
+        self.procs["haproxy"] = proc
+
+    def start_all(self) -> None:
+        self.start_echo()
+        self.start_wsgate()
+        self.start_nginx()
+        self.start_haproxy()
+
+    def restart(self, target: str) -> None:
+        """A fresh process for `target` (the echo backend for direct), on the same port (wsgate: a new one)."""
+        owner = "nginx" if target == "nginx-64k" else target
+        proc = self.procs.get(owner)
+        if proc is not None:
+            stop(proc)
+        {"direct": self.start_echo, "wsgate": self.start_wsgate, "nginx": self.start_nginx, "haproxy": self.start_haproxy}[owner]()
+
+    def alive(self, target: str) -> bool:
+        owner = "nginx" if target == "nginx-64k" else target
+        return self.procs[owner].poll() is None
+
+    # -- addressing and /proc ------------------------------------------------------------------------------------
+
+    def url(self, target: str) -> str:
+        if target == "direct":
+            return f"ws://127.0.0.1:{self.echo_port}/"
+        if target == "wsgate":
+            return f"ws://127.0.0.1:{self.ports['wsgate']}/echo/ws/v1/"
+        return f"ws://127.0.0.1:{self.ports[target]}/"
+
+    def cpu_pids(self, target: str) -> list[int]:
+        """The processes whose CPU a run through `target` costs (direct: none but the backend's, kept apart)."""
+        if target == "direct":
+            return []
+        if target in ("nginx", "nginx-64k"):
+            master = self.procs["nginx"].pid
+            return [master, *children_of(master)]
+        return [self.procs[target].pid]
+
+    def rss_pids(self, target: str) -> list[int]:
+        """The processes whose memory holds `target`'s sessions: nginx's workers, HAProxy's one process,
+        wsgate, and for direct the echo backend."""
+        if target in ("nginx", "nginx-64k"):
+            return children_of(self.procs["nginx"].pid)
+        return [self.procs[target].pid]
+
+    def backend_pids(self) -> list[int]:
+        return [self.procs["direct"].pid]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    key: str
+    title: str
+    kind: str  # echo | connect | idle
+    metric: str  # the JSON field compared
+    unit: str
+    higher_is_better: bool
+    targets: list[str]
+    size: int = 0
+    sessions: int = 0
+    concurrency: int = 0
+    rate: float | None = None
+    measure_cpu: bool = False
+    goal: str = ""
+    timeout: float = 60.0
+
+
+@dataclass
+class Settings:
+    duration: str
+    warmup: str
+    hold: str
+    duration_s: float
+    warmup_s: float
+    hold_s: float
+
+
+def make_workloads(quick: bool, idle_sessions: int) -> list[Workload]:
+    base = ["direct", "wsgate", "nginx", "haproxy"]
+    large = ["direct", "wsgate", "nginx", "nginx-64k", "haproxy"]
+    s64, s16k, s1m, conc = (20, 20, 4, 10) if quick else (100, 100, 10, 50)
+    return [
+        Workload("echo-64", f"echo 64 B ×{s64}", "echo", "msgs_per_s", "msgs/s", True, base,
+                 size=64, sessions=s64, measure_cpu=True),
+        Workload("echo-16k", f"echo 16 KiB ×{s16k}", "echo", "mib_per_s", "MiB/s", True, large,
+                 size=16384, sessions=s16k),
+        Workload("echo-1m", f"echo 1 MiB ×{s1m}", "echo", "mib_per_s", "MiB/s", True, large,
+                 size=1 << 20, sessions=s1m),
+        Workload("connect", f"handshakes, concurrency {conc}", "connect", "sessions_per_s", "sessions/s", True, base,
+                 concurrency=conc),
+        Workload("p99-rate", f"p99, 64 B ×{s64} at a fixed rate", "echo", "p99_us", "µs p99",
+                 False, base, size=64, sessions=s64),
+        Workload("idle", f"RSS per session, {idle_sessions} idle", "idle", "bytes_per_session", "B/session", False, base,
+                 sessions=idle_sessions),
+    ]
+
+
+def command_for(w: Workload, s: Settings, url: str, pid: int | None = None) -> list[str]:
+    if w.kind == "echo":
+        argv = ["echo", "--url", url, "--sessions", str(w.sessions), "--size", str(w.size),
+                "--duration", s.duration, "--warmup", s.warmup]
+        if w.rate is not None:
+            argv += ["--rate", str(int(round(w.rate)))]
+    elif w.kind == "connect":
+        argv = ["connect", "--url", url, "--concurrency", str(w.concurrency), "--duration", s.duration]
+    else:
+        argv = ["idle", "--url", url, "--sessions", str(w.sessions), "--hold", s.hold]
+        if pid is not None:
+            argv += ["--pid", str(pid)]
+    return argv + ["--json"]
+
+
+def run_timeout(w: Workload, s: Settings) -> float:
+    if w.kind == "idle":
+        return s.hold_s + w.sessions / 200 + 120
+    return s.duration_s + s.warmup_s + 90
+
+
+def parse_json_line(stdout: str) -> dict | None:
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+
+def one_run(lab: Lab, bench: str, w: Workload, s: Settings, target: str, rnd: int, log_dir: Path) -> dict:
+    """Runs one workload against one target; returns the raw JSON line plus what this script measured."""
+    if not lab.alive(target):
+        log(f"bench-compare: {target} had stopped; starting it again")
+        lab.restart(target)
+    if w.kind == "idle":
+        lab.restart(target)  # a fresh process, so freed memory from earlier runs cannot hide the cost of a session
+        time.sleep(0.5)
+    url = lab.url(target)
+    single_pid = None
+    if w.kind == "idle" and target not in ("nginx", "nginx-64k"):
+        single_pid = lab.rss_pids(target)[0]
+    argv = [bench, *command_for(w, s, url, single_pid)]
+    cpu_pids = lab.cpu_pids(target)
+    cpu_before = cpu_ticks(cpu_pids)
+    backend_before = cpu_ticks(lab.backend_pids())
+    rss_before = rss_kib(lab.rss_pids(target))
+    err_path = log_dir / f"{w.key}.{target}.r{rnd}.stderr"
+    started = time.monotonic()
+    sampler = RssSampler(lambda: lab.rss_pids(target)) if w.kind == "idle" else None
+    proc = None
+    timed_out = False
+    try:
+        if sampler:
+            sampler.__enter__()
+        with open(err_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                    env=lab.child_env, start_new_session=True)
+            _live.append(proc)
+            try:
+                out, _ = proc.communicate(timeout=run_timeout(w, s))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                stop(proc, grace=2)
+                out = b""
+    finally:
+        if sampler:
+            sampler.__exit__(None, None, None)
+        if proc is not None and proc in _live:
+            _live.remove(proc)
+    elapsed = time.monotonic() - started
+    cpu_after = cpu_ticks(cpu_pids)
+    backend_after = cpu_ticks(lab.backend_pids())
+    data = parse_json_line(out.decode(errors="replace")) or {}
+    record = {
+        "workload": w.key,
+        "round": rnd,
+        "target": target,
+        "command": shlex.join(argv),
+        "exit": None if timed_out else proc.returncode,
+        "timed_out": timed_out,
+        "elapsed_s": round(elapsed, 3),
+        "result": data,
+    }
+    ok = (not timed_out) and proc.returncode == 0 and data and data.get("errors", 1) == 0
+    if w.measure_cpu and data:
+        messages = estimate_all_messages(data, s)
+        if messages:
+            if cpu_pids:
+                record["proxy_cpu_s"] = (cpu_after - cpu_before) / CLK_TCK
+                record["proxy_cpu_us_per_msg"] = record["proxy_cpu_s"] * 1e6 / messages
+            record["backend_cpu_s"] = (backend_after - backend_before) / CLK_TCK
+            record["backend_cpu_us_per_msg"] = record["backend_cpu_s"] * 1e6 / messages
+            record["messages_incl_warmup"] = messages
+    if w.kind == "idle" and sampler:
+        sessions = data.get("sessions") or w.sessions
+        record["rss_before_kib"] = rss_before
+        record["rss_peak_kib"] = sampler.peak
+        record["rss_processes"] = len(lab.rss_pids(target))
+        record["bytes_per_session"] = max(0, sampler.peak - rss_before) * 1024 / max(1, sessions)
+    record["ok"] = bool(ok)
+    if not ok:
+        tail = err_path.read_text(errors="replace").strip().splitlines()[-3:]
+        record["stderr_tail"] = tail
+    return record
+
+
+def estimate_all_messages(data: dict, s: Settings) -> float:
+    """Round trips made while the CPU counters ran: the measured ones plus those of the warm-up. The tool reports
+    the measured window; when it does not say how many warm-up messages it sent, they are estimated at the
+    measured rate."""
+    measured = data.get("messages") or 0
+    for key in ("total_messages", "messages_total"):
+        if data.get(key):
+            return float(data[key])
+    if "warmup_messages" in data:
+        return float(measured + data["warmup_messages"])
+    rate = data.get("msgs_per_s") or 0
+    warmup = data.get("warmup_s", s.warmup_s)
+    return float(measured + rate * warmup)
+
+
+def metric_of(record: dict, metric: str) -> float | None:
+    if metric in ("bytes_per_session", "proxy_cpu_us_per_msg", "backend_cpu_us_per_msg"):
+        value = record.get(metric)
+    else:
+        value = record.get("result", {}).get(metric)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def progress_text(w: Workload, record: dict) -> str:
+    r = record.get("result", {})
+    if not record["ok"]:
+        why = "timed out" if record["timed_out"] else f"exit {record['exit']}, errors {r.get('errors', '?')}"
+        return f"FAILED ({why}) {' | '.join(record.get('stderr_tail', []))}"
+    if w.kind == "idle":
+        return (f"{r.get('sessions', w.sessions)} sessions, RSS {record['rss_before_kib']} -> {record['rss_peak_kib']} KiB, "
+                f"{record['bytes_per_session']:.0f} B/session"
+                + (f" (tool, one process: {r['bytes_per_session']:.0f})" if r.get("bytes_per_session") is not None else ""))
+    if w.kind == "connect":
+        return f"{r.get('sessions_per_s', 0):,.0f} sessions/s, p99 {r.get('p99_us', 0) / 1000:.2f} ms"
+    text = f"{r.get('msgs_per_s', 0):,.0f} msgs/s, {r.get('mib_per_s', 0):,.1f} MiB/s, p99 {r.get('p99_us', 0) / 1000:.2f} ms"
+    if "proxy_cpu_us_per_msg" in record:
+        text += f", proxy CPU {record['proxy_cpu_us_per_msg']:.2f} µs/msg"
+    if "backend_cpu_us_per_msg" in record:
+        text += f", echo CPU {record['backend_cpu_us_per_msg']:.2f} µs/msg"
+    return text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    key: str
+    title: str
+    unit: str
+    higher_is_better: bool
+    medians: dict[str, float | None] = field(default_factory=dict)
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # target -> (ok runs, runs)
+    values: dict[str, list[float]] = field(default_factory=dict)  # target -> every ok run's value
+
+    def ratio(self, target: str, reference: str) -> float | None:
+        a, b = self.medians.get(target), self.medians.get(reference)
+        if a is None or b is None or b == 0:
+            return None
+        return a / b
+
+
+def summarise(records: list[dict], workloads: list[Workload]) -> list[Row]:
+    rows = []
+    for w in workloads:
+        rows.append(_row(records, w.key, w.title, w.metric, w.unit, w.higher_is_better, w.targets))
+        if w.measure_cpu:
+            rows.append(_row(records, "cpu-64", "CPU per 64 B round trip",
+                             "proxy_cpu_us_per_msg", "µs", False, w.targets, source=w.key))
+    return rows
+
+
+def _row(records, key, title, metric, unit, higher, targets, source=None) -> Row:
+    row = Row(key, title, unit, higher)
+    for target in targets:
+        runs = [r for r in records if r["workload"] == (source or key) and r["target"] == target]
+        good = [r for r in runs if r["ok"]]
+        m = metric
+        if metric == "proxy_cpu_us_per_msg" and target == "direct":
+            m = "backend_cpu_us_per_msg"
+        values = [v for v in (metric_of(r, m) for r in good) if v is not None]
+        row.medians[target] = statistics.median(values) if values else None
+        row.values[target] = values
+        row.counts[target] = (len(values), len(runs))
+    return row
+
+
+@dataclass
+class Goal:
+    row: str
+    text: str
+    check: object  # callable(rows) -> (bool | None, str)
+
+
+def goals() -> list[Goal]:
+    def by(rows, key):
+        return next((r for r in rows if r.key == key), None)
+
+    def ratio_goal(key, minimum):
+        def check(rows):
+            row = by(rows, key)
+            ratio = row.ratio("wsgate", "direct") if row else None
+            if ratio is None:
+                return None, "not measured"
+            return ratio >= minimum, f"{ratio:.2f} × direct"
+        return check
+
+    def cpu(rows):
+        row = by(rows, "cpu-64")
+        value = row.medians.get("wsgate") if row else None
+        if value is None:
+            return None, "not measured"
+        return value <= 6.0, f"{value:.2f} µs"
+
+    def p99(rows):
+        row = by(rows, "p99-rate")
+        ratio = row.ratio("wsgate", "direct") if row else None
+        if ratio is None:
+            return None, "not measured"
+        return ratio <= 1.4, f"{ratio:.2f} × direct's p99"
+
+    def idle(rows):
+        row = by(rows, "idle")
+        value = row.medians.get("wsgate") if row else None
+        if value is None:
+            return None, "not measured"
+        haproxy = row.medians.get("haproxy")
+        met = value <= 4096 and (haproxy is None or value < haproxy)
+        extra = f" (HAProxy {haproxy / 1024:.1f} KiB)" if haproxy is not None else ""
+        return met, f"{value / 1024:.2f} KiB{extra}"
+
+    def tls(_rows):
+        return None, "not measured: TLS (wss) is not built yet"
+
+    return [
+        Goal("echo-64", "echo 64 B, closed loop, msgs/s ≥ 0.60 × direct (1.2 × nginx)", ratio_goal("echo-64", 0.60)),
+        Goal("cpu-64", "proxy CPU per 64 B round trip ≤ 6 µs (nginx 9.6)", cpu),
+        Goal("echo-16k", "echo 16 KiB, MiB/s ≥ 0.60 × direct (tuned nginx 0.51)", ratio_goal("echo-16k", 0.60)),
+        Goal("echo-1m", "echo 1 MiB, MiB/s ≥ 0.70 × direct (tuned nginx 0.57)", ratio_goal("echo-1m", 0.70)),
+        Goal("p99-rate", "p99 at half nginx's 64 B peak ≤ 1.4 × direct's (nginx, HAProxy ≈ 2.0)", p99),
+        Goal("connect", "new sessions/s ≥ 0.60 × direct (HAProxy 0.57)", ratio_goal("connect", 0.60)),
+        Goal("idle", "RSS per idle session ≤ 4 KiB and below HAProxy's", idle),
+        Goal("tls", "the echo workloads over wss ≥ 1.2 × nginx with TLS", tls),
+    ]
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "–"
+    if unit == "B/session":
+        return f"{value / 1024:.2f} KiB"
+    if unit.startswith("µs p99"):
+        return f"{value / 1000:.2f} ms"
+    if unit == "µs":
+        return f"{value:.2f} µs"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def best_proxy(row: Row) -> str | None:
+    candidates = [(t, row.medians.get(t)) for t in ("nginx", "nginx-64k", "haproxy") if row.medians.get(t) is not None]
+    if not candidates:
+        return None
+    pick = max if row.higher_is_better else min
+    return pick(candidates, key=lambda c: c[1])[0]
+
+
+def table_lines(rows: list[Row], targets: list[str], markdown: bool) -> list[str]:
+    header = ["workload", "unit", *targets, "wsgate/direct", "wsgate/nginx", "wsgate/nginx-64k", "wsgate/best proxy"]
+    body = []
+    for row in rows:
+        cells = [row.title, row.unit.replace(" p99", "")]
+        for t in targets:
+            value = row.medians.get(t)
+            text = fmt_value(value, row.unit) if t in row.medians else ""
+            ok, runs = row.counts.get(t, (0, 0))
+            if t in row.medians and ok < runs:
+                text += f" ({ok}/{runs} ok)"
+            cells.append(text)
+        best = best_proxy(row)
+        cells += [fmt_ratio(row.ratio("wsgate", "direct")), fmt_ratio(row.ratio("wsgate", "nginx")),
+                  fmt_ratio(row.ratio("wsgate", "nginx-64k")) if "nginx-64k" in row.medians else "",
+                  f"{fmt_ratio(row.ratio('wsgate', best))} ({best})" if best else "–"]
+        body.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "| --- | --- | " + " | ".join("---:" for _ in header[2:]) + " |"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+        return lines
+    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
+    out = []
+    for n, cells in enumerate([header, *body]):
+        out.append("  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(cells)))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def ratio_table_lines(rows: list[Row], markdown: bool) -> list[str]:
+    """Every target's median relative to direct (lower-is-better rows too: × direct's value), as in the issue."""
+    targets = ["wsgate", "nginx", "nginx-64k", "haproxy"]
+    header = ["workload (× direct)", *targets]
+    body = []
+    for row in rows:
+        if row.key == "idle":
+            continue  # per-session memory has no meaningful ratio to the echo server's
+        body.append([row.title, *[fmt_ratio(row.ratio(t, "direct")) if t in row.medians else "" for t in targets]])
+    if markdown:
+        return ["| " + " | ".join(header) + " |", "| --- | " + " | ".join("---:" for _ in targets) + " |",
+                *["| " + " | ".join(b) + " |" for b in body]]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    return ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) for r in [header, *body]]
+
+
+def spread_table_lines(rows: list[Row]) -> list[str]:
+    targets = TARGET_ORDER
+    lines = ["| workload | " + " | ".join(targets) + " |", "| --- | " + " | ".join("---:" for _ in targets) + " |"]
+    for row in rows:
+        cells = []
+        for t in targets:
+            values = row.values.get(t) or []
+            cells.append(f"{fmt_value(min(values), row.unit)} – {fmt_value(max(values), row.unit)}" if values else "")
+        lines.append(f"| {row.title} | " + " | ".join(cells) + " |")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The SVG plot (hand-written: no plotting library)
+# --------------------------------------------------------------------------------------------------------------
+
+COLOURS = {"direct": "#7f7f7f", "wsgate": "#d62728", "nginx": "#1f77b4", "nginx-64k": "#6baed6", "haproxy": "#2ca02c"}
+THROUGHPUT_GOALS = {"echo-64": 0.60, "echo-16k": 0.60, "echo-1m": 0.70, "connect": 0.60}
+P99_GOAL = 1.4  # × direct's p99
+
+
+def nice_axis(maximum: float, ticks: int = 5) -> tuple[float, float]:
+    """A round step and the axis top (a multiple of it) covering `maximum` in about `ticks` steps."""
+    raw = max(maximum, 1e-9) / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    top = step * math.ceil(maximum / step - 1e-9)
+    return step, max(top, step)
+
+
+def _axis(out: list[str], x: float, y: float, w: float, h: float, step: float, top: float, fmt: str) -> None:
+    v = 0.0
+    while v <= top + step / 2:
+        yy = y + h - h * v / top
+        out.append(f'<line x1="{x}" y1="{yy:.1f}" x2="{x + w}" y2="{yy:.1f}" stroke="#e5e5e5"/>')
+        out.append(f'<text x="{x - 6}" y="{yy + 4:.1f}" text-anchor="end" fill="#555">{v:{fmt}}</text>')
+        v += step
+    out.append(f'<line x1="{x}" y1="{y + h}" x2="{x + w}" y2="{y + h}" stroke="#333"/>')
+    out.append(f'<line x1="{x}" y1="{y}" x2="{x}" y2="{y + h}" stroke="#333"/>')
+
+
+def svg_plot(rows: list[Row], subtitle: str) -> str:
+    width, height = 980, 470
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
+           'wsgate vs direct, nginx and HAProxy (medians)</text>',
+           f'<text x="{width / 2}" y="40" text-anchor="middle" fill="#555">{html.escape(subtitle)}</text>']
+    by_key = {r.key: r for r in rows}
+
+    # Left panel: throughput relative to direct, grouped by workload, with wsgate's goal marked.
+    px, py, pw, ph = 60, 80, 570, 300
+    groups = [("echo-64", "echo 64 B"), ("echo-16k", "echo 16 KiB"), ("echo-1m", "echo 1 MiB"), ("connect", "handshakes")]
+    bars = ["wsgate", "nginx", "nginx-64k", "haproxy"]
+    ratios = [by_key[k].ratio(t, "direct") for k, _ in groups if k in by_key for t in bars]
+    step, top = nice_axis(max([1.0, *[r for r in ratios if r is not None]]) * 1.1)
+    out.append(f'<text x="{px + pw / 2}" y="{py - 14}" text-anchor="middle" font-weight="bold">'
+               'throughput, × direct (higher is better)</text>')
+    _axis(out, px, py, pw, ph, step, top, ".2f")
+    y1 = py + ph - ph * 1.0 / top
+    out.append(f'<line x1="{px}" y1="{y1:.1f}" x2="{px + pw}" y2="{y1:.1f}" stroke="#444" stroke-dasharray="5,4"/>')
+    out.append(f'<text x="{px + pw - 4}" y="{y1 - 4:.1f}" text-anchor="end" fill="#444">direct = 1</text>')
+    gw = pw / len(groups)
+    bw = (gw - 24) / len(bars)
+    for gi, (key, label) in enumerate(groups):
+        gx = px + gi * gw + 12
+        row = by_key.get(key)
+        for bi, target in enumerate(bars):
+            ratio = row.ratio(target, "direct") if row else None
+            x = gx + bi * bw
+            if ratio is None:
+                continue
+            h = ph * ratio / top
+            out.append(f'<rect x="{x:.1f}" y="{py + ph - h:.1f}" width="{bw - 3:.1f}" height="{h:.1f}" fill="{COLOURS[target]}">'
+                       f'<title>{html.escape(label)}, {target}: {ratio:.2f} × direct</title></rect>')
+            out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{py + ph - h - 4:.1f}" text-anchor="middle" font-size="10">{ratio:.2f}</text>')
+            if target == "wsgate" and key in THROUGHPUT_GOALS:
+                gy = py + ph - ph * THROUGHPUT_GOALS[key] / top
+                out.append(f'<line x1="{x - 3:.1f}" y1="{gy:.1f}" x2="{x + bw:.1f}" y2="{gy:.1f}" stroke="black" stroke-width="2">'
+                           f'<title>wsgate goal: {THROUGHPUT_GOALS[key]:.2f} × direct</title></line>')
+        out.append(f'<text x="{gx + (gw - 24) / 2:.1f}" y="{py + ph + 18}" text-anchor="middle">{html.escape(label)}</text>')
+
+    # Right panel: p99 at the fixed rate, per target, with wsgate's goal (1.4 × direct's p99) marked.
+    qx, qy, qw, qh = 720, 80, 230, 300
+    row = by_key.get("p99-rate")
+    targets = ["direct", "wsgate", "nginx", "haproxy"]
+    values = [(t, row.medians.get(t) / 1000 if row and row.medians.get(t) is not None else None) for t in targets]
+    direct_p99 = values[0][1]
+    step, top = nice_axis(max([v for _, v in values if v is not None] + [(direct_p99 or 0) * P99_GOAL, 0.001]) * 1.1)
+    out.append(f'<text x="{qx + qw / 2 - 20}" y="{qy - 14}" text-anchor="middle" font-weight="bold">'
+               'p99 at a fixed rate, ms (lower is better)</text>')
+    _axis(out, qx, qy, qw, qh, step, top, ".2f" if step < 1 else ".0f")
+    bw = qw / len(targets)
+    for i, (target, value) in enumerate(values):
+        x = qx + i * bw + 6
+        out.append(f'<text x="{x + (bw - 12) / 2:.1f}" y="{qy + qh + 18}" text-anchor="middle">{target}</text>')
+        if value is None:
+            continue
+        h = qh * value / top
+        out.append(f'<rect x="{x:.1f}" y="{qy + qh - h:.1f}" width="{bw - 12:.1f}" height="{h:.1f}" fill="{COLOURS[target]}">'
+                   f'<title>{target}: p99 {value:.3f} ms</title></rect>')
+        out.append(f'<text x="{x + (bw - 12) / 2:.1f}" y="{qy + qh - h - 4:.1f}" text-anchor="middle" font-size="10">{value:.2f}</text>')
+        if target == "wsgate" and direct_p99:
+            gy = qy + qh - qh * direct_p99 * P99_GOAL / top
+            out.append(f'<line x1="{x - 3:.1f}" y1="{gy:.1f}" x2="{x + bw - 9:.1f}" y2="{gy:.1f}" stroke="black" stroke-width="2">'
+                       f'<title>wsgate goal: {P99_GOAL} × direct\'s p99</title></line>')
+
+    # Legend.
+    lx, ly = 60, height - 30
+    for target in ["direct", *bars]:
+        out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{COLOURS[target]}"/>')
+        out.append(f'<text x="{lx + 17}" y="{ly}">{target}</text>')
+        lx += 30 + 8 * len(target)
+    out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 16}" y2="{ly - 4}" stroke="black" stroke-width="2"/>')
+    out.append(f'<text x="{lx + 21}" y="{ly}">wsgate\'s goal (issue 3)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------------------------
+
+ANALYSIS_START = "<!-- analysis: written by hand; bench-compare.py keeps this section when it rewrites the file -->"
+ANALYSIS_END = "<!-- end of analysis -->"
+ANALYSIS_PLACEHOLDER = "_To be written by hand: where wsgate spends its time, and why each goal is met or not._"
+
+
+def machine_info(lab: Lab, bench: str) -> dict[str, str]:
+    def first_line(argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+            text = (p.stdout + p.stderr).strip()
+            return text.splitlines()[0] if text else "?"
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kib / 1048576:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    osname = "?"
+    try:
+        osname = re.search(r'PRETTY_NAME="([^"]*)"', Path("/etc/os-release").read_text()).group(1)
+    except (OSError, AttributeError):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "os": osname,
+        "open files": f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]} (soft, raised to the hard limit for every process)",
+        "rustc": first_line(["rustc", "--version"]),
+        "wsgate": first_line([lab.wsgate, "--version"]),
+        "wsgate-bench": first_line([bench, "--version"]),
+        "nginx": first_line([lab.nginx, "-v"]),
+        "haproxy": first_line([lab.haproxy, "-v"]).split(" - ")[0],
+        "python": platform.python_version(),
+        "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]) + " (1, 5, 15 min)",
+    }
+
+
+def kept_analysis(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except OSError:
+        return ANALYSIS_PLACEHOLDER
+    if ANALYSIS_START in text and ANALYSIS_END in text:
+        body = text.split(ANALYSIS_START, 1)[1].split(ANALYSIS_END, 1)[0].strip()
+        return body or ANALYSIS_PLACEHOLDER
+    return ANALYSIS_PLACEHOLDER
+
+
+def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settings: Settings, workloads, lab: Lab,
+                 invocation: str, rounds: int, quick: bool, started: str, minutes: float, rate_note: str,
+                 failures: int, results_path: Path) -> None:
+    svg_rel = os.path.relpath(svg_path, path.parent)
+    targets = TARGET_ORDER
+    lines = ["# Benchmarks", ""]
+    if quick:
+        lines += ["> **Quick smoke run** (`--quick`): seconds-long runs and few sessions. It checks that the tooling works; "
+                  "its figures are not representative.", ""]
+    lines += [
+        f"wsgate against a direct connection, nginx and HAProxy, all on loopback on one machine, measured by "
+        f"`scripts/bench-compare.py` on {started} ({rounds} interleaved round{'s' if rounds != 1 else ''}, "
+        f"{minutes:.1f} minutes). Each figure is the median over the rounds; the ratios are medians divided by medians."
+        + (f" **{failures} run(s) failed** and are left out of the medians (see `{os.path.relpath(results_path, REPO)}`)."
+           if failures else ""),
+        "",
+        f"![throughput relative to direct, and p99 at a fixed rate]({svg_rel})",
+        "",
+        "## Goals (issue 3)",
+        "",
+        "| goal | wsgate | verdict |",
+        "| --- | ---: | --- |",
+    ]
+    for goal, (met, text) in goal_results:
+        verdict = "not measured" if met is None else ("**MET**" if met else "**NOT MET**")
+        lines.append(f"| {goal.text} | {text} | {verdict} |")
+    lines += ["", "## Medians", ""]
+    lines += table_lines(rows, targets, markdown=True)
+    lines += ["", "Every target relative to direct (for latency, CPU: × direct's value; as in the issue's table):", ""]
+    lines += ratio_table_lines(rows, markdown=True)
+    if rounds > 1:
+        lines += ["", "Spread over the rounds (lowest – highest run):", ""]
+        lines += spread_table_lines(rows)
+    lines += [
+        "",
+        "- **direct**: the client talks to the echo backend itself. **nginx**: defaults (`proxy_buffer_size` 4k/8k); "
+        "**nginx-64k**: `proxy_buffer_size 64k`, run for the large-message workloads only. "
+        "\"best proxy\" is the stronger of nginx, nginx-64k and HAProxy on that row.",
+        f"- The fixed-rate row runs at {rate_note}.",
+        "- CPU per round trip: utime + stime of the proxy's processes (nginx: master and workers) from `/proc/PID/stat`, "
+        "before and after the 64 B closed-loop run, divided by the round trips it made (warm-up included, since the "
+        "counters run through it); in the direct column, the echo backend's own CPU per round trip.",
+        "- RSS per idle session: each idle run starts the measured process afresh, reads its RSS (nginx: the sum of "
+        "its workers; HAProxy and wsgate: the one process; direct: the echo backend) before the sessions open, samples "
+        "it every 100 ms while they are held, and divides the peak's growth by the number of sessions.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *[f"| {k} | {html.escape(v)} |" for k, v in info.items()],
+        "",
+        "The load generator, the proxy under test and the echo backend share these cores. Every proxy gets the same "
+        "worker count, 2: nginx `worker_processes 2`, HAProxy `nbthread 2`, wsgate's runtime (one worker thread per "
+        "core), and the echo backend `--threads 2`. All listen on 127.0.0.1 on ports chosen at run time. Per-process "
+        "open files: the soft limit is raised to the hard limit; one session through a proxy takes 2 descriptors, so "
+        f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,} caps one proxy process at about "
+        f"{(resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 100) // 2:,} sessions "
+        "(more would need several client processes and a higher hard limit).",
+        "",
+        "## Commands",
+        "",
+        "```sh",
+        invocation,
+        "```",
+        "",
+        "Per run (`URL` is the target's, `PID` the measured process; every run is bounded in time):",
+        "",
+        "```sh",
+    ]
+    seen = set()
+    for w in workloads:
+        shape = shlex.join(["wsgate-bench", *command_for(w, settings, "URL", 0 if w.kind == "idle" else None)]).replace(" --pid 0", " [--pid PID]")
+        if shape not in seen:
+            seen.add(shape)
+            lines.append(shape)
+    lines += [
+        "```",
+        "",
+        "Targets and their URLs: direct `ws://127.0.0.1:ECHO/`; wsgate `ws://127.0.0.1:PORT/echo/ws/v1/`; nginx, "
+        "nginx-64k and HAProxy `ws://127.0.0.1:PORT/`. Rounds are interleaved: within a round each workload runs "
+        "against every target in turn (" + " → ".join(targets) + "), so drift hits all alike. The raw JSON line of "
+        "every run is kept in `target/bench/results.jsonl`.",
+        "",
+        "<details><summary>Configurations used</summary>",
+        "",
+    ]
+    placeholders = {lab.echo_port: "ECHO_PORT", lab.ports.get("nginx"): "NGINX_PORT",
+                    lab.ports.get("nginx-64k"): "NGINX_64K_PORT", lab.ports.get("haproxy"): "HAPROXY_PORT"}
+    for name in ("wsgate", "nginx", "haproxy"):
+        text = lab.configs.get(name, "").replace(str(lab.dir), "target/bench/run").rstrip()
+        for port, placeholder in placeholders.items():
+            if port:
+                text = re.sub(rf"(?<![0-9]){port}(?![0-9])", placeholder, text)
+        lines += [f"**{name}**", "", "```", text, "```", ""]
+    lines += [
+        "wsgate runs with `RUST_LOG=warn` (no log line per session; nginx has `access_log off`, HAProxy no logging).",
+        "",
+        "</details>",
+        "",
+        "## Analysis",
+        "",
+        ANALYSIS_START,
+        "",
+        kept_analysis(path),
+        "",
+        ANALYSIS_END,
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    svg_path.parent.mkdir(parents=True, exist_ok=True)
+    svg_path.write_text(svg_plot(rows, f"{info['cpu']}, {info['cores']} cores; {rounds} round(s); {started}"
+                                 + (" — quick smoke, not representative" if quick else "")))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description="Benchmark wsgate against a direct connection, nginx and HAProxy on loopback, in interleaved rounds.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Full run: writes BENCHMARKS.md and doc/bench.svg at the repository root. --quick: writes "
+               "target/bench/BENCHMARKS.md and target/bench/bench.svg instead (unless --report is given).")
+    ap.add_argument("--quick", action="store_true", help="a smoke: 1 s runs, fewer sessions (not representative)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    ap.add_argument("--idle-sessions", type=int, default=None, help="sessions held by the idle workload (default 9000; --quick 200)")
+    ap.add_argument("--duration", default=None, help="duration of each echo/connect run (default 10s; --quick 1s)")
+    ap.add_argument("--warmup", default=None, help="warm-up of each echo run (default 1s; --quick 500ms)")
+    ap.add_argument("--hold", default=None, help="how long idle sessions are held (default 5s; --quick 1s)")
+    ap.add_argument("--workloads", default=None,
+                    help="comma-separated subset of echo-64,echo-16k,echo-1m,connect,p99-rate,idle (p99-rate needs echo-64)")
+    ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release -p wsgate -p wsgate-bench")
+    ap.add_argument("--no-install", action="store_true", help="never apt-get install nginx or haproxy")
+    ap.add_argument("--report", type=Path, default=None, help="where to write the Markdown report")
+    ap.add_argument("--svg", type=Path, default=None, help="where to write the SVG plot")
+    ap.add_argument("--bench-bin", default=os.environ.get("WSGATE_BENCH"), help=argparse.SUPPRESS)  # development
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    return args
+
+
+def seconds(text: str) -> float:
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|m)?\s*", text)
+    if not match:
+        raise SystemExit(f"bench-compare: cannot read duration {text!r} (write 500ms, 10s, 1m)")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value / 1000 if unit == "ms" else value * 60 if unit == "m" else value
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    invocation = shlex.join(["scripts/bench-compare.py", *(sys.argv[1:] if argv is None else argv)])
+    quick = args.quick
+    settings = Settings(
+        duration=args.duration or ("1s" if quick else "10s"),
+        warmup=args.warmup or ("500ms" if quick else "1s"),
+        hold=args.hold or ("1s" if quick else "5s"),
+        duration_s=0, warmup_s=0, hold_s=0)
+    settings.duration_s, settings.warmup_s, settings.hold_s = (seconds(settings.duration), seconds(settings.warmup),
+                                                               seconds(settings.hold))
+    idle_sessions = args.idle_sessions if args.idle_sessions is not None else (200 if quick else 9000)
+    workloads = make_workloads(quick, idle_sessions)
+    if args.workloads:
+        wanted = {w.strip() for w in args.workloads.split(",") if w.strip()}
+        unknown = wanted - {w.key for w in workloads}
+        if unknown:
+            die(f"unknown workload(s): {', '.join(sorted(unknown))}")
+        if "p99-rate" in wanted:
+            wanted.add("echo-64")
+        workloads = [w for w in workloads if w.key in wanted]
+
+    bench_dir = REPO / "target" / "bench"
+    run_dir = bench_dir / "run"
+    log_dir = bench_dir / "logs"
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    global _pid_file
+    stop_leftovers(bench_dir / "pids.json")
+    _pid_file = bench_dir / "pids.json"
+    for d in (run_dir, log_dir):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    # Every process started from here inherits a soft open-file limit raised to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    ensure_proxies(args.no_install)
+    if not args.no_build:
+        log("==> cargo build --release -p wsgate -p wsgate-bench")
+        subprocess.run(["cargo", "build", "--release", "-p", "wsgate", "-p", "wsgate-bench"], cwd=REPO, check=True)
+    bench = args.bench_bin or str(REPO / "target" / "release" / "wsgate-bench")
+    wsgate = str(REPO / "target" / "release" / "wsgate")
+    for binary in (bench, wsgate):
+        if not os.access(binary, os.X_OK):
+            die(f"{binary} not found: build it (cargo build --release -p wsgate -p wsgate-bench) or drop --no-build")
+
+    lab = Lab(run_dir, bench, wsgate)
+    log("==> starting the echo backend, wsgate, nginx and HAProxy on 127.0.0.1")
+    lab.start_all()
+    log("    echo backend " + lab.url("direct") + ", wsgate " + lab.url("wsgate") + ", nginx " + lab.url("nginx")
+        + ", nginx-64k " + lab.url("nginx-64k") + ", haproxy " + lab.url("haproxy"))
+    info = machine_info(lab, bench)
+    load1 = float(Path("/proc/loadavg").read_text().split()[0])
+    if load1 > 0.5:
+        log(f"bench-compare: warning: load average {load1:.2f} before the first run; something else is using the "
+            "CPU and will disturb the figures")
+    for k, v in info.items():
+        log(f"    {k}: {v}")
+
+    results_path = bench_dir / "results.jsonl"
+    if results_path.exists():
+        results_path.replace(bench_dir / "results.previous.jsonl")
+    started_at = dt.datetime.now(dt.timezone.utc)
+    started = started_at.strftime("%Y-%m-%d %H:%M UTC")
+    records: list[dict] = []
+    total_runs = sum(len(w.targets) for w in workloads) * args.rounds
+    per_run = {"echo": settings.duration_s + settings.warmup_s + 0.5, "connect": settings.duration_s + 0.3,
+               "idle": settings.hold_s + idle_sessions / 2000 + 1.5}
+    estimate = sum(per_run[w.kind] * len(w.targets) for w in workloads) * args.rounds
+    log(f"==> {total_runs} runs, {args.rounds} interleaved round(s), about {estimate / 60:.1f} minutes")
+    rate_note = "no fixed rate (not run)"
+    done = 0
+    with open(results_path, "w") as results:
+        results.write(json.dumps({"meta": {"started": started, "invocation": invocation, "machine": info,
+                                           "urls": {t: lab.url(t) for t in TARGET_ORDER}}}) + "\n")
+        for w in workloads:
+            if w.key == "p99-rate":
+                peak_from = "nginx"
+                peaks = [metric_of(r, "msgs_per_s") for r in records
+                         if r["workload"] == "echo-64" and r["target"] == "nginx" and r["ok"]]
+                peaks = [p for p in peaks if p]
+                if not peaks:
+                    peak_from = "the slowest target"
+                    peaks = [min(metric_of(r, "msgs_per_s") or 0 for r in records if r["workload"] == "echo-64" and r["ok"])] \
+                        if any(r["workload"] == "echo-64" and r["ok"] for r in records) else []
+                if not peaks or not peaks[0]:
+                    log("bench-compare: no 64 B peak measured; skipping the fixed-rate workload")
+                    continue
+                w.rate = statistics.median(peaks) / 2
+                rate_note = (f"{w.rate:,.0f} msgs/s in total over {w.sessions} sessions, half the median 64 B closed-loop "
+                             f"rate of {peak_from} in this run")
+                w.title = f"p99, 64 B ×{w.sessions} at {w.rate / 1000:.1f}k msgs/s"
+            for rnd in range(1, args.rounds + 1):
+                for target in w.targets:
+                    done += 1
+                    record = one_run(lab, bench, w, settings, target, rnd, log_dir)
+                    records.append(record)
+                    results.write(json.dumps(record) + "\n")
+                    results.flush()
+                    log(f"[{done:3}/{total_runs}] {w.key:8} r{rnd} {target:9} {progress_text(w, record)} ({record['elapsed_s']:.1f} s)")
+    minutes = (dt.datetime.now(dt.timezone.utc) - started_at).total_seconds() / 60
+    stop_all()
+
+    rows = summarise(records, workloads)
+    goal_results = [(g, g.check(rows)) for g in goals()]
+    print()
+    print(f"Medians over {args.rounds} round(s) ({'quick smoke, not representative' if quick else 'full run'}):")
+    print()
+    for line in table_lines(rows, TARGET_ORDER, markdown=False):
+        print(line)
+    print()
+    print("Relative to direct:")
+    for line in ratio_table_lines(rows, markdown=False):
+        print(line)
+    print()
+    print("Goals:")
+    for goal, (met, text) in goal_results:
+        verdict = "not measured" if met is None else ("MET" if met else "NOT MET")
+        print(f"  {verdict:12} {goal.text}: {text}")
+
+    failures = sum(1 for r in records if not r["ok"])
+    report = args.report or (bench_dir / "BENCHMARKS.md" if quick else REPO / "BENCHMARKS.md")
+    svg = args.svg or (bench_dir / "bench.svg" if quick else REPO / "doc" / "bench.svg")
+    write_report(report, svg, rows=rows, goal_results=goal_results, info=info, settings=settings, workloads=workloads,
+                 lab=lab, invocation=invocation, rounds=args.rounds, quick=quick, started=started, minutes=minutes,
+                 rate_note=rate_note, failures=failures, results_path=results_path)
+    print()
+    print(f"Report: {os.path.relpath(report, Path.cwd())}, plot: {os.path.relpath(svg, Path.cwd())}, "
+          f"raw results: {os.path.relpath(results_path, Path.cwd())}")
+    if failures:
+        print(f"{failures} of {len(records)} runs failed (see target/bench/logs/)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as interrupted:
+        log(f"bench-compare: interrupted ({interrupted}); stopping every process started")
+        stop_all()
+        sys.exit(130)
