@@ -208,6 +208,8 @@ async fn monitor(handles: Vec<JoinHandle<SessionResult>>, plan: &Plan) -> Vec<Se
     let mut last_count = 0;
     let mut last_move = Instant::now();
     let mut next_progress = plan.begin + Duration::from_secs(5);
+    // At a very low rate, a quiet spell of a whole send interval is no stall.
+    let stall_timeout = STALL_TIMEOUT.max(plan.interval.unwrap_or_default() * 2);
     while !handles.iter().all(JoinHandle::is_finished) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = Instant::now();
@@ -215,8 +217,8 @@ async fn monitor(handles: Vec<JoinHandle<SessionResult>>, plan: &Plan) -> Vec<Se
         if count != last_count {
             last_count = count;
             last_move = now;
-        } else if now.duration_since(last_move) >= STALL_TIMEOUT {
-            eprintln!("error: no echo for {} s; stopping the unfinished sessions", STALL_TIMEOUT.as_secs());
+        } else if now.duration_since(last_move) >= stall_timeout {
+            eprintln!("error: no echo for {} s; stopping the unfinished sessions", stall_timeout.as_secs());
             handles.iter().for_each(JoinHandle::abort);
             break;
         }
