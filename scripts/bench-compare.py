@@ -1074,7 +1074,8 @@ def machine_info(lab: Lab, bench: str) -> dict[str, str]:
         "os": osname,
         "open files": f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]} (soft, raised to the hard limit for every process)",
         "rustc": first_line(["rustc", "--version"]),
-        "wsgate": first_line([lab.wsgate, "--version"]),
+        "wsgate": first_line([lab.wsgate, "--version"]) + " (built from "
+                  + first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]) + ")",
         "wsgate-bench": first_line([bench, "--version"]),
         "nginx": first_line([lab.nginx, "-v"]),
         "haproxy": first_line([lab.haproxy, "-v"]).split(" - ")[0],
