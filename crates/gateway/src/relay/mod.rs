@@ -14,7 +14,7 @@
 //! | per session | cost |
 //! | --- | --- |
 //! | buffers, idle or small messages | 2 × 256 bytes inline in the session's task, no heap buffer |
-//! | buffers, during a burst of large frames | a 64 KiB heap buffer per busy direction, freed when the burst ends |
+//! | buffers, during a burst of large frames | a pooled 64 KiB buffer per busy direction, returned when a read smaller than 256 bytes ends the burst |
 //! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
 
