@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -16,18 +17,21 @@ use crate::failure::{self, Failure};
 use crate::handshake::{self, Offer};
 use crate::relay::{self, Direction, Limits};
 use crate::server::Shared;
-use crate::session::{SessionId, SessionInfo};
+use crate::session::{OpenSession, SessionId, SessionInfo};
 use crate::upstream::{self, OpenedSession};
 
 /// Handles a valid WebSocket upgrade request and returns the answer to the client's handshake.
-pub(crate) async fn open(shared: Arc<Shared>, request: Request<Incoming>, offer: Offer, client: SocketAddr) -> Response<Body> {
+pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, offer: Offer, client: SocketAddr) -> Response<Body> {
     let id = shared.sessions.next_id();
     let span = info_span!("session", id = %id);
     let outcome = connect(&shared, &request, &offer, client).instrument(span.clone()).await;
     match outcome {
         Ok((opened, info)) => {
             let response = handshake::client_response(&offer, &opened.accepted).map(|()| body::empty());
-            tokio::spawn(relay_session(shared, request, opened, id, info).instrument(span));
+            // Only what the relay needs moves into its task: every byte there is held per open session.
+            let client_upgrade = hyper::upgrade::on(&mut request);
+            let session = shared.sessions.open(id, info);
+            tokio::spawn(relay_session(shared, client_upgrade, opened.io, session).instrument(span));
             response
         }
         Err(failure) => {
@@ -75,22 +79,19 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
 }
 
 /// Waits for the client's side of the upgrade, then relays until the session ends.
-async fn relay_session(shared: Arc<Shared>, request: Request<Incoming>, opened: OpenedSession, id: SessionId, info: SessionInfo) {
-    // The service's answer headers are not needed any more: an idle session should not keep them.
-    let OpenedSession { io: service, accepted } = opened;
-    drop(accepted);
-    let client = match hyper::upgrade::on(request).await {
+async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: TokioIo<Upgraded>, session: OpenSession) {
+    let client = match client_upgrade.await {
         Ok(upgraded) => TokioIo::new(upgraded),
         Err(error) => {
             warn!(%error, "client went away before its upgrade completed");
-            relay::abandon(service, failure::vanished(Direction::ClientToService), mask_key(id)).await;
+            relay::abandon(service, failure::vanished(Direction::ClientToService), mask_key(session.id)).await;
             return;
         }
     };
+    let info = &session.info;
     info!(client = %info.client_address, service = %info.service_url, subprotocol = ?info.subprotocol, "session open");
-    let session = shared.sessions.open(id, info);
     let limits = Limits { max_frame_size: shared.websocket.max_frame_size };
-    relay::run(client, service, &session, limits, &shared.buffers, mask_key(id)).await;
+    relay::run(client, service, &session, limits, &shared.buffers, mask_key(session.id)).await;
     info!(
         bytes_from_client = session.from_client.bytes(),
         bytes_to_client = session.to_client.bytes(),

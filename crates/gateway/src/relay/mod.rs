@@ -83,10 +83,12 @@ where
     // Each pump may ask the other to close its output, when the peer it reads broke the rules.
     let (ask_service_pump, service_pump_inbox) = oneshot::channel();
     let (ask_client_pump, client_pump_inbox) = oneshot::channel();
-    let upstream = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, limits, pool)
-        .run(client_pump_inbox, ask_service_pump);
-    let downstream = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, limits, pool)
-        .run(service_pump_inbox, ask_client_pump);
+    // The pumps live here and their futures borrow them: a future that owned its pump would hold it
+    // twice (rust-lang/rust#62958), which costs every session a few hundred bytes.
+    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, limits, pool);
+    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, limits, pool);
+    let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump);
+    let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump);
     tokio::pin!(upstream, downstream);
     // When one direction has ended, the other only has its half of the close left to do.
     let (up, down) = tokio::select! {

@@ -74,7 +74,7 @@ where
     /// Pumps until the peer's connection ends, the peer breaks the rules, or the other direction asks
     /// (through `inbox`) for a close on this pump's output. Asks the other direction through `outbox`
     /// when its output must be closed.
-    pub(super) async fn run(mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>) -> End {
+    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>) -> End {
         let direction = self.direction.label();
         let mut inbox = Some(inbox);
         loop {
@@ -85,20 +85,20 @@ where
                     inbox = None;
                     let Ok(close) = request else { continue };
                     debug!(direction, code = close.0 .0, "closing on request of the other direction");
-                    self.close_output(close).await;
-                    self.discard_until_close().await;
+                    Box::pin(self.close_output(close)).await;
+                    Box::pin(self.discard_until_close()).await;
                     return End::Stopped;
                 }
                 read = self.reader.read(self.buffer.space()) => read,
             };
             let read = match read {
                 Ok(0) | Err(_) if self.close_seen => {
-                    let _ = tokio::time::timeout(LINGER, self.writer.shutdown()).await;
+                    let _ = Box::pin(tokio::time::timeout(LINGER, self.writer.shutdown())).await;
                     return End::Closed;
                 }
                 Ok(0) | Err(_) => {
                     debug!(direction, "peer vanished without a close frame");
-                    self.close_output(failure::vanished(self.direction)).await;
+                    Box::pin(self.close_output(failure::vanished(self.direction))).await;
                     return End::Vanished;
                 }
                 Ok(read) => read,
@@ -110,7 +110,7 @@ where
                     // The peer this pump writes to is gone: the other pump tells its own peer.
                     let _ = outbox.send(failure::vanished(self.direction.reverse()));
                     self.buffer.advance(read, scan.forward);
-                    self.discard_until_close().await;
+                    Box::pin(self.discard_until_close()).await;
                     return End::OutputLost;
                 }
                 self.traffic.record(scan.forward as u64, self.scanner.messages());
@@ -126,11 +126,11 @@ where
                 // The sender's close goes first: closing this output may wait on a slow reader.
                 let _ = outbox.send(to_sender);
                 // Everything before the refused header was written whole: the output is on a frame boundary.
-                self.close_output(to_receiver).await;
+                Box::pin(self.close_output(to_receiver)).await;
                 // Skip the refused frame and look for the peer's answering close without judging it again.
                 self.buffer.advance(read, scan.forward);
                 self.scanner = FrameScanner::new(Origin::Unchecked, u64::MAX);
-                self.discard_until_close().await;
+                Box::pin(self.discard_until_close()).await;
                 return End::Violation;
             }
             self.buffer.advance(read, scan.forward);
