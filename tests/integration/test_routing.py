@@ -59,15 +59,16 @@ def test_query_string_and_percent_encoding_are_kept(gateway):
     assert answer["uri"] == "/discoverableclient/ws/header?a=1&b=x%20y"
 
 
+async def echo_once(gateway, path):
+    """One echoed message through `path`, so the scripted service records the session."""
+    async with connect(gateway, path) as ws:
+        await ws.send("x")
+        assert await recv(ws) == "x"
+
+
 def test_encoded_path_segments_are_kept(gateway, scripted):
     token = uuid.uuid4().hex
-
-    async def scenario():
-        async with connect(gateway, f"/scripted/ws/v1/rec/{token}/a%2Fb/c%20d?q=%41%2f&e=") as ws:
-            await ws.send("x")
-            assert await recv(ws) == "x"
-
-    run(scenario())
+    run(echo_once(gateway, f"/scripted/ws/v1/rec/{token}/a%2Fb/c%20d?q=%41%2f&e="))
     rec = scripted.wait_record(token)
     assert rec.path == f"/scripted/ws/rec/{token}/a%2Fb/c%20d?q=%41%2f&e="
 
@@ -75,24 +76,13 @@ def test_encoded_path_segments_are_kept(gateway, scripted):
 def test_longest_gateway_url_wins(gateway, scripted):
     plain, special = uuid.uuid4().hex, uuid.uuid4().hex
 
-    async def scenario():
-        for path in (f"/scripted/ws/v1/rec/{plain}", f"/scripted/ws/v1/special/rec/{special}"):
-            async with connect(gateway, path) as ws:
-                await ws.send("x")
-                assert await recv(ws) == "x"
-
-    run(scenario())
+    run(echo_once(gateway, f"/scripted/ws/v1/rec/{plain}"))
+    run(echo_once(gateway, f"/scripted/ws/v1/special/rec/{special}"))
     assert scripted.wait_record(plain).path == f"/scripted/ws/rec/{plain}"
     assert scripted.wait_record(special).path == f"/scripted/special/rec/{special}"
 
 
 def test_service_id_case_insensitive_reaches_same_route(gateway, scripted):
     token = uuid.uuid4().hex
-
-    async def scenario():
-        async with connect(gateway, f"/ScRiPtEd/ws/v1/rec/{token}") as ws:
-            await ws.send("x")
-            assert await recv(ws) == "x"
-
-    run(scenario())
+    run(echo_once(gateway, f"/ScRiPtEd/ws/v1/rec/{token}"))
     assert scripted.wait_record(token).path == f"/scripted/ws/rec/{token}"
