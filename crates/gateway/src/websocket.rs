@@ -7,15 +7,14 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::upgrade::{OnUpgrade, Upgraded};
-use hyper_util::rt::TokioIo;
+use hyper::upgrade::OnUpgrade;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::body::{self, Body};
 use crate::config::ErrorMode;
 use crate::failure::{self, Failure};
 use crate::handshake::{self, Offer};
-use crate::relay::{self, Direction, Limits};
+use crate::relay::{self, Direction, Limits, Peer};
 use crate::server::Shared;
 use crate::session::{OpenSession, SessionId, SessionInfo};
 use crate::upstream::{self, OpenedSession};
@@ -43,7 +42,7 @@ pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, of
                     tokio::spawn(
                         async move {
                             if let Ok(upgraded) = hyper::upgrade::on(request).await {
-                                relay::refuse(TokioIo::new(upgraded), failure.close()).await;
+                                relay::refuse(Peer::new(upgraded), failure.close()).await;
                             }
                         }
                         .instrument(span),
@@ -79,9 +78,9 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
 }
 
 /// Waits for the client's side of the upgrade, then relays until the session ends.
-async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: TokioIo<Upgraded>, session: OpenSession) {
+async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: Peer, session: OpenSession) {
     let client = match client_upgrade.await {
-        Ok(upgraded) => TokioIo::new(upgraded),
+        Ok(upgraded) => Peer::new(upgraded),
         Err(error) => {
             warn!(%error, "client went away before its upgrade completed");
             relay::abandon(service, failure::vanished(Direction::ClientToService), mask_key(session.id)).await;

@@ -14,23 +14,25 @@
 //! | per session | cost |
 //! | --- | --- |
 //! | buffers, idle or small messages | 2 × 256 bytes inline in the session's task, no heap buffer |
+| connections | plain TCP sockets taken out of hyper's upgrade object and split by reference: no lock per read or write, no heap object per peer |
 //! | buffers, during a burst of large frames | a pooled 64 KiB buffer per busy direction, returned when a read smaller than 256 bytes ends the burst |
 //! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
 
 mod buffer;
+mod peer;
 mod pump;
 mod refuse;
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::session::Session;
 use pump::{End, Pump};
 pub use buffer::BufferPool;
+pub use peer::Peer;
 pub use refuse::{abandon, refuse};
 
 /// How long the relay waits for a peer to finish its side of a close, once the session is ending.
@@ -73,13 +75,9 @@ pub struct Limits {
 /// Relays `client` and `service` until both directions have ended.
 ///
 /// `mask` is the masking key for the close frames the gateway itself sends to the service.
-pub async fn run<C, S>(client: C, service: S, session: &Session, limits: Limits, pool: &BufferPool, mask: [u8; 4])
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut client_reader, mut client_writer) = tokio::io::split(client);
-    let (mut service_reader, mut service_writer) = tokio::io::split(service);
+pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits: Limits, pool: &BufferPool, mask: [u8; 4]) {
+    let (mut client_reader, mut client_writer) = client.split();
+    let (mut service_reader, mut service_writer) = service.split();
     // Each pump may ask the other to close its output, when the peer it reads broke the rules.
     let (ask_service_pump, service_pump_inbox) = oneshot::channel();
     let (ask_client_pump, client_pump_inbox) = oneshot::channel();

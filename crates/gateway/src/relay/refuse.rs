@@ -1,10 +1,11 @@
 //! Ending a session the gateway opened on one side only: a failure reported to the client
 //! (`close-code` mode, MISSION §2), or a service session whose client left before its upgrade.
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use wsgate_frame::{encode_close, MAX_CLOSE_FRAME_LEN};
 
 use super::buffer::BufferPool;
+use super::peer::Peer;
 use super::pump::Pump;
 use super::{Direction, Limits, LINGER};
 use crate::failure::Close;
@@ -12,11 +13,8 @@ use crate::session::Traffic;
 
 /// Sends `close` to the client, waits (up to [`LINGER`]) for its answering close, and ends the
 /// connection.
-pub async fn refuse<C>(client: C, close: Close)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut reader, mut writer) = tokio::io::split(client);
+pub async fn refuse(mut client: Peer, close: Close) {
+    let (mut reader, mut writer) = client.split();
     let traffic = Traffic::default();
     let limits = Limits { max_frame_size: u64::MAX };
     // A pump that reads the client's frames and whose output is the client itself.
@@ -28,10 +26,8 @@ where
 
 /// Sends `close` (masked with `mask`) to a service whose session will never be relayed, and ends
 /// the connection without waiting for the answer.
-pub async fn abandon<S>(mut service: S, (code, reason): Close, mask: [u8; 4])
-where
-    S: AsyncWrite + Unpin,
-{
+pub async fn abandon(mut service: Peer, (code, reason): Close, mask: [u8; 4]) {
+    let (_, mut service) = service.split();
     let mut frame = [0u8; MAX_CLOSE_FRAME_LEN];
     let len = encode_close(code, &reason, Some(mask), &mut frame);
     let finish = async {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Empty;
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use thiserror::Error;
 use tokio::net::TcpStream;
@@ -15,6 +14,7 @@ use tracing::debug;
 
 use crate::discovery::Instance;
 use crate::handshake::{self, Accepted, Offer, ServiceRefusal};
+use crate::relay::Peer;
 
 /// Why no session to the service could be opened.
 #[derive(Debug, Error)]
@@ -68,7 +68,7 @@ pub struct OpenedSession {
     /// What the service chose.
     pub accepted: Accepted,
     /// The connection, switched to WebSocket.
-    pub io: TokioIo<Upgraded>,
+    pub io: Peer,
 }
 
 /// Connects to the TCP port of `instance`, with `TCP_NODELAY` set: relayed frames are sent whole.
@@ -105,5 +105,5 @@ async fn exchange(instance: &Instance, request: Request<()>, offer: &Offer) -> R
     let response = sender.send_request(request.map(|()| Empty::new())).await.map_err(ConnectCause::Http)?;
     let accepted = handshake::check_service_response(offer, &response).map_err(ConnectCause::Refusal)?;
     let upgraded = hyper::upgrade::on(response).await.map_err(ConnectCause::Http)?;
-    Ok(OpenedSession { accepted, io: TokioIo::new(upgraded) })
+    Ok(OpenedSession { accepted, io: Peer::new(upgraded) })
 }

@@ -1,0 +1,142 @@
+//! A peer's connection once its handshake is done, and the two halves the pumps use.
+//!
+//! hyper hands an upgraded connection over as [`Upgraded`], a boxed trait object. Splitting that for
+//! the two pumps takes a lock on every read and write (`tokio::io::split`) and two more heap objects
+//! per peer, held for the whole session. A plain TCP connection is taken back out of it instead and
+//! split by reference: no lock, nothing on the heap. Other connections keep the general path.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp;
+use tokio::net::TcpStream;
+
+/// One side of a session, ready for the relay.
+#[derive(Debug)]
+pub enum Peer {
+    /// A plain TCP connection.
+    Tcp {
+        /// The socket.
+        stream: TcpStream,
+        /// Bytes hyper read past the handshake: the peer's first frames, relayed before the socket
+        /// is read again.
+        early: Bytes,
+    },
+    /// Any other connection, through hyper's upgrade object.
+    Other(TokioIo<Upgraded>),
+}
+
+impl Peer {
+    /// Takes over a connection hyper has upgraded.
+    pub fn new(upgraded: Upgraded) -> Peer {
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => Peer::Tcp {
+                stream: parts.io.into_inner(),
+                // An empty view would still keep hyper's whole read buffer alive for the session.
+                early: if parts.read_buf.is_empty() { Bytes::new() } else { parts.read_buf },
+            },
+            Err(upgraded) => Peer::Other(TokioIo::new(upgraded)),
+        }
+    }
+
+    /// The reading and the writing half, both borrowing the connection.
+    pub(super) fn split(&mut self) -> (Reader<'_>, Writer<'_>) {
+        match self {
+            Peer::Tcp { stream, early } => {
+                let (reader, writer) = stream.split();
+                (Reader::Tcp { early, reader }, Writer::Tcp(writer))
+            }
+            Peer::Other(io) => {
+                let (reader, writer) = tokio::io::split(io);
+                (Reader::Other(reader), Writer::Other(writer))
+            }
+        }
+    }
+}
+
+/// The reading half of a [`Peer`].
+pub(super) enum Reader<'a> {
+    Tcp { early: &'a mut Bytes, reader: tcp::ReadHalf<'a> },
+    Other(tokio::io::ReadHalf<&'a mut TokioIo<Upgraded>>),
+}
+
+/// The writing half of a [`Peer`].
+pub(super) enum Writer<'a> {
+    Tcp(tcp::WriteHalf<'a>),
+    Other(tokio::io::WriteHalf<&'a mut TokioIo<Upgraded>>),
+}
+
+impl AsyncRead for Reader<'_> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Reader::Tcp { early, reader } => {
+                if early.is_empty() {
+                    return Pin::new(reader).poll_read(cx, buf);
+                }
+                let taken = early.split_to(early.len().min(buf.remaining()));
+                buf.put_slice(&taken);
+                if early.is_empty() {
+                    **early = Bytes::new();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Reader::Other(reader) => Pin::new(reader).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Writer<'_> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Tcp(writer) => Pin::new(writer).poll_write(cx, buf),
+            Writer::Other(writer) => Pin::new(writer).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(writer) => Pin::new(writer).poll_flush(cx),
+            Writer::Other(writer) => Pin::new(writer).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(writer) => Pin::new(writer).poll_shutdown(cx),
+            Writer::Other(writer) => Pin::new(writer).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn early_bytes_come_first_then_the_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut remote = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut peer = Peer::Tcp { stream, early: Bytes::from_static(b"early ") };
+        remote.write_all(b"late").await.unwrap();
+        remote.shutdown().await.unwrap();
+        let (mut reader, mut writer) = peer.split();
+        let mut small = [0u8; 3];
+        assert_eq!(reader.read(&mut small).await.unwrap(), 3, "a read never takes more than fits");
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).await.unwrap();
+        assert_eq!([&small[..], &rest].concat(), b"early late");
+        writer.write_all(b"back").await.unwrap();
+        writer.shutdown().await.unwrap();
+        let mut echoed = Vec::new();
+        remote.read_to_end(&mut echoed).await.unwrap();
+        assert_eq!(echoed, b"back");
+    }
+}
