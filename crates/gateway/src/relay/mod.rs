@@ -15,7 +15,7 @@
 //! | --- | --- |
 //! | buffers, idle or small messages | 2 × 256 bytes inline in the session's task, no heap buffer |
 //! | connections | plain TCP sockets taken out of hyper's upgrade object and split by reference: no lock per read or write, no heap object per peer |
-//! | buffers, during a burst of large frames | a pooled 64 KiB buffer per busy direction, returned when a read smaller than 256 bytes ends the burst |
+//! | buffers, during a burst of large frames | a pooled 256 KiB buffer per busy direction, returned when a read smaller than 256 bytes ends the burst |
 //! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
 
