@@ -5,7 +5,8 @@
 //!
 //! A request flows one way through these stages, each a module named after its concept:
 //!
-//! 1. [`server`]: accepts connections and serves HTTP/1.1 with hyper;
+//! 1. [`server`]: accepts connections, completes TLS with [`tls`] when it is on, and serves HTTP/1.1
+//!    with hyper;
 //! 2. [`handshake`]: tells WebSocket upgrades from plain HTTP and checks them;
 //! 3. [`route`]: resolves `/{serviceId}/{gatewayUrl}/...` in the [`route::RouteTable`], which the
 //!    [`discovery::ServiceDirectory`] rebuilds whenever a source of services changes;
@@ -32,6 +33,7 @@ pub mod relay;
 pub mod route;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod upstream;
 mod websocket;
 

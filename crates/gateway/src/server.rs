@@ -14,8 +14,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::admin;
@@ -29,9 +32,10 @@ use crate::proxy::HttpProxy;
 use crate::relay::BufferPool;
 use crate::route::RouteTable;
 use crate::session::SessionTable;
+use crate::tls::{self, TlsError};
 use crate::websocket;
 
-/// How long a client may take to send its request headers.
+/// How long a client may take to send its request headers, and to complete its TLS handshake.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the gateway could not start.
@@ -45,6 +49,9 @@ pub enum GatewayError {
         /// Why.
         source: io::Error,
     },
+    /// The TLS certificate or key could not be used.
+    #[error("cannot load the TLS identity: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// What every request handler shares: configuration, the live route table, the picker, the session
@@ -58,12 +65,14 @@ pub(crate) struct Shared {
     pub(crate) proxy: HttpProxy,
     pub(crate) buffers: BufferPool,
     port: u16,
+    /// `https` when clients connect over TLS, else `http`.
+    scheme: &'static str,
 }
 
 impl Shared {
     /// The `X-Forwarded-*` facts of a request from `client`.
     pub(crate) fn forwarded<B>(&self, client: SocketAddr, request: &Request<B>) -> Forwarded {
-        Forwarded { client, proto: "http", host: request.headers().get(header::HOST).cloned(), port: self.port }
+        Forwarded { client, proto: self.scheme, host: request.headers().get(header::HOST).cloned(), port: self.port }
     }
 }
 
@@ -71,6 +80,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Gateway {
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     shared: Arc<Shared>,
     directory: Arc<ServiceDirectory>,
 }
@@ -80,8 +90,10 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// [`GatewayError::Bind`] when the address cannot be bound.
+    /// [`GatewayError::Tls`] when the TLS certificate or key cannot be used, [`GatewayError::Bind`]
+    /// when the address cannot be bound.
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let listener = TcpListener::bind(config.listen).await.map_err(|source| GatewayError::Bind { address: config.listen, source })?;
         let port = listener.local_addr().map_err(|source| GatewayError::Bind { address: config.listen, source })?.port();
         let directory = Arc::new(ServiceDirectory::new());
@@ -95,8 +107,9 @@ impl Gateway {
             buffers: BufferPool::default(),
             websocket: config.websocket,
             port,
+            scheme: if tls.is_some() { "https" } else { "http" },
         };
-        Ok(Gateway { listener, shared: Arc::new(shared), directory })
+        Ok(Gateway { listener, tls, shared: Arc::new(shared), directory })
     }
 
     /// The address the gateway listens on.
@@ -132,18 +145,36 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             let shared = Arc::clone(&self.shared);
-            tokio::spawn(async move {
-                let service = service_fn(move |request| dispatch(Arc::clone(&shared), client, request));
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                if let Err(error) = connection.await {
-                    debug!(%client, %error, "connection ended with an error");
+            match &self.tls {
+                None => drop(tokio::spawn(serve_http(shared, client, stream))),
+                Some(tls) => {
+                    let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(stream);
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+                            Ok(Ok(stream)) => serve_http(shared, client, stream).await,
+                            Ok(Err(error)) => debug!(%client, %error, "TLS handshake failed"),
+                            Err(_) => debug!(%client, "TLS handshake timed out"),
+                        }
+                    });
                 }
-            });
+            }
         }
+    }
+}
+
+/// Serves HTTP/1.1 requests on one client connection, plain or TLS, until it ends or is upgraded.
+async fn serve_http<I>(shared: Arc<Shared>, client: SocketAddr, io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| dispatch(Arc::clone(&shared), client, request));
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(error) = connection.await {
+        debug!(%client, %error, "connection ended with an error");
     }
 }
 

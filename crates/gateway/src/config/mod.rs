@@ -16,6 +16,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
+use crate::tls::TlsFiles;
 use raw::RawConfig;
 
 /// The default `server.port`.
@@ -68,6 +69,9 @@ pub struct WebSocketConfig {
 pub struct Config {
     /// `server.address` and `server.port`.
     pub listen: SocketAddr,
+    /// `server.ssl.certificate` and `certificateKey` when `server.ssl.enabled`: the client-facing
+    /// TLS identity; `None` serves plain ws and http.
+    pub tls: Option<TlsFiles>,
     /// `server.webSocket.*`.
     pub websocket: WebSocketConfig,
     /// The static `services`.
@@ -154,11 +158,13 @@ impl Config {
             let variable = overrides.iter().map(|o| o.variable.as_str()).collect::<Vec<_>>().join(", ");
             ConfigError::Environment { variable, message: error.to_string() }
         })?;
-        Config::from_raw(raw)
+        // Relative file names in the config are relative to the file's folder.
+        Config::from_raw(raw, path.parent().unwrap_or(Path::new("")))
     }
 
-    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+    fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         reject_unbuilt(&raw)?;
+        let tls = tls_files(&raw.server.ssl, base)?;
         let address: IpAddr = match raw.server.address.as_deref() {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(text) => text.parse().map_err(|_| invalid("server.address", format!("`{text}` is not an IP address")))?,
@@ -190,10 +196,23 @@ impl Config {
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
         Ok(Config {
             listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
+            tls,
             websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size },
             services,
         })
     }
+}
+
+/// The TLS identity files, required when `server.ssl.enabled` is true.
+fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigError> {
+    if ssl.enabled != Some(true) {
+        return Ok(None);
+    }
+    let file = |key: &str, value: &Option<String>| match value.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => Ok(base.join(name)),
+        _ => Err(invalid(key, "is required when server.ssl.enabled is true: the path of a PEM file".into())),
+    };
+    Ok(Some(TlsFiles { certificate: file("server.ssl.certificate", &ssl.certificate)?, key: file("server.ssl.certificateKey", &ssl.certificate_key)? }))
 }
 
 fn invalid(key: &str, message: String) -> ConfigError {
@@ -204,22 +223,18 @@ fn invalid(key: &str, message: String) -> ConfigError {
 fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
     let ssl = &raw.server.ssl;
     let not_built = |key, feature, default| Err(ConfigError::NotBuiltYet { key, feature, default });
-    const TLS: &str = "TLS (wss/https)";
-    if ssl.enabled == Some(true) {
-        return not_built("server.ssl.enabled", TLS, "false");
-    }
-    let tls_files = [
-        ("server.ssl.certificate", &ssl.certificate),
-        ("server.ssl.certificateKey", &ssl.certificate_key),
-        ("server.ssl.keyStore", &ssl.key_store),
-        ("server.ssl.keyStorePassword", &ssl.key_store_password),
-        ("server.ssl.trustStore", &ssl.trust_store),
+    const KEYSTORE: &str = "PKCS#12 keystores (use server.ssl.certificate and certificateKey)";
+    const TLS_TO_SERVICES: &str = "TLS towards services (wss/https)";
+    let unbuilt_files = [
+        ("server.ssl.keyStore", KEYSTORE, &ssl.key_store),
+        ("server.ssl.keyStorePassword", KEYSTORE, &ssl.key_store_password),
+        ("server.ssl.trustStore", TLS_TO_SERVICES, &ssl.trust_store),
     ];
-    if let Some((key, _)) = tls_files.iter().find(|(_, value)| value.is_some()) {
-        return not_built(key, TLS, "unset");
+    if let Some((key, feature, _)) = unbuilt_files.iter().find(|(_, _, value)| value.is_some()) {
+        return not_built(key, feature, "unset");
     }
     if ssl.verify_services == Some(false) {
-        return not_built("server.ssl.verifyServices", TLS, "true");
+        return not_built("server.ssl.verifyServices", TLS_TO_SERVICES, "true");
     }
     if raw.server.web_socket.idle_timeout.is_some() {
         return not_built("server.webSocket.idleTimeout", "the idle time-out", "unset");
@@ -234,7 +249,7 @@ fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
         return not_built("eureka.client.serviceUrl.defaultZone", "the Eureka client", "unset");
     }
     if raw.services.iter().flat_map(|s| &s.instances).any(|i| i.secure) {
-        return not_built("services[].instances[].secure", "TLS towards services (wss/https)", "false");
+        return not_built("services[].instances[].secure", TLS_TO_SERVICES, "false");
     }
     Ok(())
 }
@@ -342,6 +357,8 @@ services:
             ("server: {webSocket: {maxFrameSize: huge}}", "server.webSocket.maxFrameSize"),
             ("server: {webSocket: {maxFrameSize: 100}}", "server.webSocket.maxFrameSize"),
             ("server: {address: localhost.example}", "server.address"),
+            ("server: {ssl: {enabled: true, certificateKey: key.pem}}", "server.ssl.certificate"),
+            ("server: {ssl: {enabled: true, certificate: cert.pem}}", "server.ssl.certificateKey"),
         ] {
             let error = parse(text, &[]).unwrap_err().to_string();
             assert!(error.starts_with(key), "{error}");
@@ -349,10 +366,21 @@ services:
     }
 
     #[test]
+    fn tls_files_are_relative_to_the_config_file_and_only_used_when_enabled() {
+        let text = "server: {ssl: {enabled: true, certificate: tls/cert.pem, certificateKey: /etc/wsgate/key.pem}}";
+        let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), []).unwrap();
+        let files = config.tls.unwrap();
+        assert_eq!(files.certificate, Path::new("/srv/gw/tls/cert.pem"));
+        assert_eq!(files.key, Path::new("/etc/wsgate/key.pem"));
+        let disabled = parse("server: {ssl: {enabled: false, certificate: c.pem, certificateKey: k.pem}}", &[]).unwrap();
+        assert_eq!(disabled.tls, None);
+    }
+
+    #[test]
     fn features_of_later_versions_are_refused_clearly() {
         for (text, key) in [
-            ("server: {ssl: {enabled: true}}", "server.ssl.enabled"),
             ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
+            ("server: {ssl: {trustStore: ca.pem}}", "server.ssl.trustStore"),
             ("discovery: {embedded: {enabled: true}}", "discovery.embedded.enabled"),
             ("eureka: {client: {serviceUrl: {defaultZone: 'http://127.0.0.1:1/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
             ("server: {webSocket: {idleTimeout: 5m}}", "server.webSocket.idleTimeout"),

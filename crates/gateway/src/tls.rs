@@ -1,0 +1,87 @@
+//! Client-facing TLS: the gateway's certificate and key, loaded at start into the rustls server
+//! configuration that serves wss and https on the gateway's port.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use thiserror::Error;
+
+/// `server.ssl.certificate` and `server.ssl.certificateKey`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The PEM certificate chain, the gateway's own certificate first.
+    pub certificate: PathBuf,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Why the TLS identity could not be loaded. Each names the file at fault.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file holds no PEM block of the expected kind, or a malformed one.
+    #[error("{path}: no valid PEM {what} in it ({message})")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// `certificate` or `private key`.
+        what: &'static str,
+        /// The parser's message.
+        message: String,
+    },
+    /// rustls refused the pair, e.g. a key that does not belong to the certificate.
+    #[error("{certificate} with key {key}: {source}")]
+    Identity {
+        /// The certificate file.
+        certificate: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
+}
+
+/// Builds the server configuration for `files`: TLS 1.2 and 1.3, ALPN `http/1.1` (WebSocket upgrades are
+/// HTTP/1.1 only, and the same port serves https).
+///
+/// # Errors
+///
+/// [`TlsError`] naming the file that could not be used.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let certificate_pem = read(&files.certificate)?;
+    let certificates = CertificateDer::pem_slice_iter(&certificate_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| pem_error(&files.certificate, "certificate", &error))?;
+    if certificates.is_empty() {
+        return Err(TlsError::Pem { path: files.certificate.clone(), what: "certificate", message: "the file is empty".into() });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(|error| pem_error(&files.key, "private key", &error))?;
+    let identity_error = |source| TlsError::Identity { certificate: files.certificate.clone(), key: files.key.clone(), source };
+    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(identity_error)?
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .map_err(identity_error)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+}
+
+fn pem_error(path: &Path, what: &'static str, error: &rustls::pki_types::pem::Error) -> TlsError {
+    TlsError::Pem { path: path.to_owned(), what, message: error.to_string() }
+}
