@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""Compare wsgate with a direct connection, nginx and HAProxy on loopback, in interleaved rounds.
+"""Compare wsgate with a direct connection, nginx and HAProxy on loopback, in interleaved rounds, over ws and wss.
 
-    scripts/bench-compare.py                    # full run (about 30 minutes), writes BENCHMARKS.md and doc/bench.svg
+    scripts/bench-compare.py                    # full run (about 40 minutes), writes BENCHMARKS.md and doc/bench.svg
     scripts/bench-compare.py --quick --rounds 1 --idle-sessions 200   # smoke (about a minute), report under target/bench/
 
 What it does, in order:
-  1. installs nginx and HAProxy from Debian's packages when missing (apt-get update once, then
-     apt-get install -y nginx-light haproxy, or nginx when nginx-light is not offered), with the
+  1. installs nginx, HAProxy and the openssl command from Debian's packages when missing (apt-get update once,
+     then apt-get install -y nginx-light haproxy openssl, or nginx when nginx-light is not offered), with the
      distribution's services kept from starting (policy-rc.d);
   2. cargo build --release -p wsgate -p wsgate-bench (skipped with --no-build);
-  3. starts, on 127.0.0.1 and free ports chosen now: the echo backend (wsgate-bench echo-server --threads 2),
-     wsgate (a static service `echo` routed at /echo/ws/v1/), nginx (2 worker processes; a second server
-     block with proxy_buffer_size 64k, "nginx-64k") and HAProxy (mode http, nbthread 2), each in the
-     foreground with its config, pid and log files under target/bench/run/; all of them are stopped at exit,
-     on Ctrl-C too;
+  3. makes a test CA and a certificate for localhost / 127.0.0.1 (ECDSA P-256, openssl) under
+     target/bench/run/tls/, then starts, on 127.0.0.1 and free ports chosen now: the echo backend
+     (wsgate-bench echo-server --threads 2), wsgate (a static service `echo` routed at /echo/ws/v1/), a second
+     wsgate with TLS towards clients ("wsgate-tls"), nginx (2 worker processes; a second server block with
+     proxy_buffer_size 64k, "nginx-64k", and a third with the same tuning and `listen ... ssl`, "nginx-tls") and
+     HAProxy (mode http, nbthread 2; a second frontend with `bind ... ssl`, "haproxy-tls"), each in the foreground
+     with its config, pid and log files under target/bench/run/; all of them are stopped at exit, on Ctrl-C too.
+     The TLS targets terminate TLS and proxy plain ws to the same echo backend;
   4. runs every workload against every target in interleaved rounds (A B C D A B C D ...), one run at a time,
      with one progress line per run on stderr, and keeps every raw JSON line in target/bench/results.jsonl;
   5. prints the medians and ratios, and writes the report (machine, versions, commands, tables, goals,
@@ -56,8 +59,18 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/us
 # leak from the caller's shell into the gateway under test.
 WSGATE_ENV_PREFIXES = ("SERVER_", "DISCOVERY_", "SERVICES", "EUREKA_")
 
-TARGET_ORDER = ["direct", "wsgate", "nginx", "nginx-64k", "haproxy"]
-PROXIES = ["wsgate", "nginx", "haproxy"]  # the processes whose CPU and RSS are measured (nginx-64k: same nginx)
+PLAIN_TARGETS = ["direct", "wsgate", "nginx", "nginx-64k", "haproxy"]
+# TLS on the client leg, plain ws to the echo backend. There is no direct TLS baseline (the echo backend does not
+# speak TLS), so these are compared with nginx-tls.
+TLS_TARGETS = ["wsgate-tls", "nginx-tls", "haproxy-tls"]
+TARGET_ORDER = PLAIN_TARGETS + TLS_TARGETS
+# The process serving each target that is not a process of its own: one nginx serves nginx, nginx-64k and
+# nginx-tls; one HAProxy haproxy and haproxy-tls. wsgate-tls is a wsgate process of its own.
+OWNER = {"nginx-64k": "nginx", "nginx-tls": "nginx", "haproxy-tls": "haproxy"}
+
+
+def owner(target: str) -> str:
+    return OWNER.get(target, target)
 
 
 def log(message: str) -> None:
@@ -278,8 +291,10 @@ class RssSampler:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Installing nginx and HAProxy
+# Installing nginx, HAProxy and openssl (the command that makes the test certificates)
 # --------------------------------------------------------------------------------------------------------------
+
+TOOLS = ("nginx", "haproxy", "openssl")
 
 
 def which(name: str) -> str | None:
@@ -287,7 +302,7 @@ def which(name: str) -> str | None:
 
 
 def ensure_proxies(no_install: bool) -> None:
-    missing = [name for name in ("nginx", "haproxy") if which(name) is None]
+    missing = [name for name in TOOLS if which(name) is None]
     if not missing:
         return
     if no_install:
@@ -306,8 +321,7 @@ def ensure_proxies(no_install: bool) -> None:
     try:
         log("==> apt-get update")
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        packages = ["nginx-light" if "nginx" in missing else None, "haproxy" if "haproxy" in missing else None]
-        packages = [p for p in packages if p]
+        packages = [("nginx-light" if name == "nginx" else name) for name in missing]
         log(f"==> apt-get install -y {' '.join(packages)}")
         result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env)
         if result.returncode != 0 and "nginx-light" in packages:
@@ -319,7 +333,7 @@ def ensure_proxies(no_install: bool) -> None:
     finally:
         if created_policy:
             policy.unlink(missing_ok=True)
-    still = [name for name in ("nginx", "haproxy") if which(name) is None]
+    still = [name for name in TOOLS if which(name) is None]
     if still:
         die(f"{' and '.join(still)} still missing after apt-get install")
 
@@ -329,8 +343,46 @@ def ensure_proxies(no_install: bool) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Certificates:
+    """The test PKI of a run: a CA, and a certificate for localhost / 127.0.0.1 signed by it."""
+    ca: Path  # the CA certificate (PEM): wsgate-bench --ca
+    cert: Path  # the server certificate (PEM)
+    key: Path  # its private key (PEM, PKCS#8)
+    combined: Path  # certificate then key in one file (HAProxy's `crt`)
+
+
+def make_certificates(d: Path) -> Certificates:
+    """Makes a fresh CA and a server certificate with SAN DNS:localhost and IP:127.0.0.1 under `d`, with the
+    openssl command. ECDSA P-256 keys: what a current deployment would pick, and the same for every target."""
+    d.mkdir(parents=True, exist_ok=True)
+    certs = Certificates(ca=d / "ca.pem", cert=d / "cert.pem", key=d / "key.pem", combined=d / "combined.pem")
+    ca_key, csr, ext = d / "ca.key", d / "cert.csr", d / "cert.ext"
+    ext.write_text("subjectAltName = DNS:localhost, IP:127.0.0.1\n"
+                   "basicConstraints = critical, CA:FALSE\n"
+                   "keyUsage = critical, digitalSignature\n"
+                   "extendedKeyUsage = serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    steps = [
+        ["openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(certs.ca), "-days", "30",
+         "-subj", "/CN=wsgate bench test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ["openssl", "req", "-new", *ec, "-keyout", str(d / "key.raw.pem"), "-out", str(csr), "-subj", "/CN=localhost"],
+        # wsgate reads a PKCS#8 key ("BEGIN PRIVATE KEY"); openssl 3 writes one already, this makes sure.
+        ["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", str(d / "key.raw.pem"), "-out", str(certs.key)],
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(certs.ca), "-CAkey", str(ca_key), "-set_serial", "2",
+         "-days", "30", "-extfile", str(ext), "-out", str(certs.cert)],
+    ]
+    for argv in steps:
+        result = subprocess.run([which("openssl") or "openssl", *argv[1:]], capture_output=True, text=True)
+        if result.returncode != 0:
+            die(f"making the test certificates failed: {shlex.join(argv)}\n{result.stdout}{result.stderr}")
+    certs.combined.write_text(certs.cert.read_text() + certs.key.read_text())
+    return certs
+
+
 class Lab:
-    """The echo backend and the three proxies, with their config files under run_dir."""
+    """The echo backend and the proxies (wsgate twice: ws and wss), with their config files under run_dir."""
 
     def __init__(self, run_dir: Path, bench: str, wsgate: str):
         self.dir = run_dir
@@ -343,6 +395,7 @@ class Lab:
         self.ports: dict[str, int] = {}
         self.configs: dict[str, str] = {}
         self.child_env = {k: v for k, v in os.environ.items() if not k.upper().startswith(WSGATE_ENV_PREFIXES)}
+        self.certs = make_certificates(run_dir / "tls")
 
     # -- starting ------------------------------------------------------------------------------------------------
 
@@ -353,15 +406,25 @@ class Lab:
         self.echo_port = read_listening_line(proc, r"echo-server listening on [^\s:]+:(\d+)", path, 30)
         self.procs["direct"] = proc
 
-    def start_wsgate(self) -> None:
-        cfg = self.dir / "wsgate.yml"
-        self.configs["wsgate"] = f"""\
-# wsgate: one static service `echo` routed at /echo/ws/v1/ to the echo backend
+    def start_wsgate(self, name: str = "wsgate") -> None:
+        """Starts wsgate ("wsgate": plain ws; "wsgate-tls": TLS towards clients, plain ws to the backend)."""
+        cfg = self.dir / f"{name}.yml"
+        if name == "wsgate-tls":
+            ssl = f"""\
+  ssl:
+    enabled: true
+    certificate: {self.certs.cert}
+    certificateKey: {self.certs.key}"""
+        else:
+            ssl = """\
+  ssl:
+    enabled: false"""
+        self.configs[name] = f"""\
+# {name}: one static service `echo` routed at /echo/ws/v1/ to the echo backend
 server:
   address: 127.0.0.1
   port: 0
-  ssl:
-    enabled: false
+{ssl}
   webSocket:
     supportedProtocols: "*"
     maxFrameSize: 64MiB
@@ -377,17 +440,20 @@ services:
       apiml.routes.ws_v1.gatewayUrl: ws/v1
       apiml.routes.ws_v1.serviceUrl: /
 """
-        cfg.write_text(self.configs["wsgate"])
-        path = self.dir / "wsgate.log"
+        cfg.write_text(self.configs[name])
+        path = self.dir / f"{name}.log"
         # RUST_LOG=warn: no log line per session (nginx runs with access_log off, HAProxy without logging).
         env = dict(self.child_env, RUST_LOG="warn")
         proc = spawn([self.wsgate, "serve", "--config", str(cfg)], log_path=path, env=env, stdout_pipe=True)
-        self.ports["wsgate"] = read_listening_line(proc, r"wsgate listening on [^\s]*:(\d+)", path, 30)
-        self.procs["wsgate"] = proc
+        self.ports[name] = read_listening_line(proc, r"wsgate listening on [^\s]*:(\d+)", path, 30)
+        self.procs[name] = proc
+
+    def start_wsgate_tls(self) -> None:
+        self.start_wsgate("wsgate-tls")
 
     def start_nginx(self) -> None:
         if "nginx" not in self.ports:
-            self.ports["nginx"], self.ports["nginx-64k"] = free_port(), free_port()
+            self.ports["nginx"], self.ports["nginx-64k"], self.ports["nginx-tls"] = free_port(), free_port(), free_port()
         d = self.dir / "nginx"
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (d / sub).mkdir(parents=True, exist_ok=True)
@@ -399,9 +465,16 @@ services:
             proxy_set_header Host $host;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;""".format(echo=self.echo_port)
+        tuned = """\
+            proxy_buffer_size 64k;
+            # nginx refuses proxy_buffer_size 64k next to the default proxy_buffers (8 4k); these two only
+            # matter for plain HTTP responses, an upgraded connection uses proxy_buffer_size alone.
+            proxy_buffers 4 64k;
+            proxy_busy_buffers_size 128k;"""
         self.configs["nginx"] = f"""\
 # nginx: 2 worker processes, WebSocket proxy to the echo backend. Port {self.ports['nginx']}: defaults
-# ("nginx"); port {self.ports['nginx-64k']}: proxy_buffer_size 64k ("nginx-64k").
+# ("nginx"); port {self.ports['nginx-64k']}: proxy_buffer_size 64k ("nginx-64k"); port {self.ports['nginx-tls']}:
+# the same tuning behind TLS ("nginx-tls": wss from clients, plain ws to the backend).
 user root;
 worker_processes 2;
 worker_rlimit_nofile 20000;
@@ -428,11 +501,17 @@ http {{
         listen 127.0.0.1:{self.ports['nginx-64k']};
         location / {{
 {location}
-            proxy_buffer_size 64k;
-            # nginx refuses proxy_buffer_size 64k next to the default proxy_buffers (8 4k); these two only
-            # matter for plain HTTP responses, an upgraded connection uses proxy_buffer_size alone.
-            proxy_buffers 4 64k;
-            proxy_busy_buffers_size 128k;
+{tuned}
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{self.ports['nginx-tls']} ssl;
+        ssl_certificate {self.certs.cert};
+        ssl_certificate_key {self.certs.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{
+{location}
+{tuned}
         }}
     }}
 }}
@@ -443,6 +522,7 @@ http {{
         proc = spawn([self.nginx, "-p", str(d), "-e", str(d / "error.log"), "-c", str(cfg)], log_path=path, env=self.child_env)
         wait_for_port(self.ports["nginx"], proc, d / "error.log")
         wait_for_port(self.ports["nginx-64k"], proc, d / "error.log")
+        wait_for_port(self.ports["nginx-tls"], proc, d / "error.log")
         self.procs["nginx"] = proc
         deadline = time.monotonic() + 10
         while len(children_of(proc.pid)) < 2 and time.monotonic() < deadline:
@@ -450,11 +530,12 @@ http {{
 
     def start_haproxy(self) -> None:
         if "haproxy" not in self.ports:
-            self.ports["haproxy"] = free_port()
+            self.ports["haproxy"], self.ports["haproxy-tls"] = free_port(), free_port()
         d = self.dir / "haproxy"
         d.mkdir(parents=True, exist_ok=True)
         self.configs["haproxy"] = f"""\
-# HAProxy: one process with 2 threads, HTTP mode, the WebSocket upgrade tunnelled to the echo backend.
+# HAProxy: one process with 2 threads, HTTP mode, the WebSocket upgrade tunnelled to the echo backend; frontend
+# ws-tls ("haproxy-tls") terminates TLS (wss from clients, plain ws to the backend).
 global
     nbthread 2
     pidfile {d}/haproxy.pid
@@ -467,6 +548,9 @@ defaults
 frontend ws
     bind 127.0.0.1:{self.ports['haproxy']}
     default_backend echo
+frontend ws-tls
+    bind 127.0.0.1:{self.ports['haproxy-tls']} ssl crt {self.certs.combined} alpn http/1.1
+    default_backend echo
 backend echo
     server echo1 127.0.0.1:{self.echo_port}
 """
@@ -478,25 +562,26 @@ backend echo
             die(f"haproxy -c rejected {cfg}:\n{check.stdout}{check.stderr}")
         proc = spawn([self.haproxy, "-db", "-f", str(cfg)], log_path=path, env=self.child_env)
         wait_for_port(self.ports["haproxy"], proc, path)
+        wait_for_port(self.ports["haproxy-tls"], proc, path)
         self.procs["haproxy"] = proc
 
     def start_all(self) -> None:
         self.start_echo()
         self.start_wsgate()
+        self.start_wsgate_tls()
         self.start_nginx()
         self.start_haproxy()
 
     def restart(self, target: str) -> None:
         """A fresh process for `target` (the echo backend for direct), on the same port (wsgate: a new one)."""
-        owner = "nginx" if target == "nginx-64k" else target
-        proc = self.procs.get(owner)
+        proc = self.procs.get(owner(target))
         if proc is not None:
             stop(proc)
-        {"direct": self.start_echo, "wsgate": self.start_wsgate, "nginx": self.start_nginx, "haproxy": self.start_haproxy}[owner]()
+        {"direct": self.start_echo, "wsgate": self.start_wsgate, "wsgate-tls": self.start_wsgate_tls,
+         "nginx": self.start_nginx, "haproxy": self.start_haproxy}[owner(target)]()
 
     def alive(self, target: str) -> bool:
-        owner = "nginx" if target == "nginx-64k" else target
-        return self.procs[owner].poll() is None
+        return self.procs[owner(target)].poll() is None
 
     # -- addressing and /proc ------------------------------------------------------------------------------------
 
@@ -505,23 +590,33 @@ backend echo
             return f"ws://127.0.0.1:{self.echo_port}/"
         if target == "wsgate":
             return f"ws://127.0.0.1:{self.ports['wsgate']}/echo/ws/v1/"
+        # wss to 127.0.0.1, not localhost: the name could resolve to ::1 first, where nothing listens; the
+        # certificate carries the address as an IP SAN, and wsgate-bench checks it.
+        if target == "wsgate-tls":
+            return f"wss://127.0.0.1:{self.ports['wsgate-tls']}/echo/ws/v1/"
+        if target in TLS_TARGETS:
+            return f"wss://127.0.0.1:{self.ports[target]}/"
         return f"ws://127.0.0.1:{self.ports[target]}/"
+
+    def ca_for(self, target: str) -> str | None:
+        """wsgate-bench's --ca for `target`: the test CA for the wss targets."""
+        return str(self.certs.ca) if target in TLS_TARGETS else None
 
     def cpu_pids(self, target: str) -> list[int]:
         """The processes whose CPU a run through `target` costs (direct: none but the backend's, kept apart)."""
         if target == "direct":
             return []
-        if target in ("nginx", "nginx-64k"):
+        if owner(target) == "nginx":
             master = self.procs["nginx"].pid
             return [master, *children_of(master)]
-        return [self.procs[target].pid]
+        return [self.procs[owner(target)].pid]
 
     def rss_pids(self, target: str) -> list[int]:
         """The processes whose memory holds `target`'s sessions: nginx's workers, HAProxy's one process,
         wsgate, and for direct the echo backend."""
-        if target in ("nginx", "nginx-64k"):
+        if owner(target) == "nginx":
             return children_of(self.procs["nginx"].pid)
-        return [self.procs[target].pid]
+        return [self.procs[owner(target)].pid]
 
     def backend_pids(self) -> list[int]:
         return [self.procs["direct"].pid]
@@ -563,6 +658,7 @@ class Settings:
 def make_workloads(quick: bool, idle_sessions: int) -> list[Workload]:
     base = ["direct", "wsgate", "nginx", "haproxy"]
     large = ["direct", "wsgate", "nginx", "nginx-64k", "haproxy"]
+    tls = TLS_TARGETS
     s64, s16k, s1m, conc = (20, 20, 4, 10) if quick else (100, 100, 10, 50)
     return [
         Workload("echo-64", f"echo 64 B ×{s64}", "echo", "msgs_per_s", "msgs/s", True, base,
@@ -570,6 +666,13 @@ def make_workloads(quick: bool, idle_sessions: int) -> list[Workload]:
         Workload("echo-16k", f"echo 16 KiB ×{s16k}", "echo", "mib_per_s", "MiB/s", True, large,
                  size=16384, sessions=s16k),
         Workload("echo-1m", f"echo 1 MiB ×{s1m}", "echo", "mib_per_s", "MiB/s", True, large,
+                 size=1 << 20, sessions=s1m),
+        # The same echo workloads over wss: TLS on the client leg, plain ws from the proxy to the echo backend.
+        Workload("echo-64-tls", f"wss echo 64 B ×{s64}", "echo", "msgs_per_s", "msgs/s", True, tls,
+                 size=64, sessions=s64, measure_cpu=True),
+        Workload("echo-16k-tls", f"wss echo 16 KiB ×{s16k}", "echo", "mib_per_s", "MiB/s", True, tls,
+                 size=16384, sessions=s16k),
+        Workload("echo-1m-tls", f"wss echo 1 MiB ×{s1m}", "echo", "mib_per_s", "MiB/s", True, tls,
                  size=1 << 20, sessions=s1m),
         Workload("connect", f"handshakes, concurrency {conc}", "connect", "sessions_per_s", "sessions/s", True, base,
                  concurrency=conc),
@@ -580,16 +683,17 @@ def make_workloads(quick: bool, idle_sessions: int) -> list[Workload]:
     ]
 
 
-def command_for(w: Workload, s: Settings, url: str, pid: int | None = None) -> list[str]:
+def command_for(w: Workload, s: Settings, url: str, pid: int | None = None, ca: str | None = None) -> list[str]:
+    tls = ["--ca", ca] if ca is not None else []
     if w.kind == "echo":
-        argv = ["echo", "--url", url, "--sessions", str(w.sessions), "--size", str(w.size),
+        argv = ["echo", "--url", url, *tls, "--sessions", str(w.sessions), "--size", str(w.size),
                 "--duration", s.duration, "--warmup", s.warmup]
         if w.rate is not None:
             argv += ["--rate", str(int(round(w.rate)))]
     elif w.kind == "connect":
-        argv = ["connect", "--url", url, "--concurrency", str(w.concurrency), "--duration", s.duration]
+        argv = ["connect", "--url", url, *tls, "--concurrency", str(w.concurrency), "--duration", s.duration]
     else:
-        argv = ["idle", "--url", url, "--sessions", str(w.sessions), "--hold", s.hold]
+        argv = ["idle", "--url", url, *tls, "--sessions", str(w.sessions), "--hold", s.hold]
         if pid is not None:
             argv += ["--pid", str(pid)]
     return argv + ["--json"]
@@ -622,9 +726,9 @@ def one_run(lab: Lab, bench: str, w: Workload, s: Settings, target: str, rnd: in
         time.sleep(0.5)
     url = lab.url(target)
     single_pid = None
-    if w.kind == "idle" and target not in ("nginx", "nginx-64k"):
+    if w.kind == "idle" and owner(target) != "nginx":
         single_pid = lab.rss_pids(target)[0]
-    argv = [bench, *command_for(w, s, url, single_pid)]
+    argv = [bench, *command_for(w, s, url, single_pid, lab.ca_for(target))]
     cpu_pids = lab.cpu_pids(target)
     cpu_before = cpu_ticks(cpu_pids)
     backend_before = cpu_ticks(lab.backend_pids())
@@ -742,6 +846,7 @@ class Row:
     title: str
     unit: str
     higher_is_better: bool
+    tls: bool = False  # a wss row: measured on TLS_TARGETS, compared with nginx-tls
     medians: dict[str, float | None] = field(default_factory=dict)
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # target -> (ok runs, runs)
     values: dict[str, list[float]] = field(default_factory=dict)  # target -> every ok run's value
@@ -756,15 +861,16 @@ class Row:
 def summarise(records: list[dict], workloads: list[Workload]) -> list[Row]:
     rows = []
     for w in workloads:
-        rows.append(_row(records, w.key, w.title, w.metric, w.unit, w.higher_is_better, w.targets))
+        tls = w.key.endswith("-tls")
+        rows.append(_row(records, w.key, w.title, w.metric, w.unit, w.higher_is_better, w.targets, tls=tls))
         if w.measure_cpu:
-            rows.append(_row(records, "cpu-64", "CPU per 64 B round trip",
-                             "proxy_cpu_us_per_msg", "µs", False, w.targets, source=w.key))
+            key, title = ("cpu-64-tls", "CPU per 64 B round trip over wss") if tls else ("cpu-64", "CPU per 64 B round trip")
+            rows.append(_row(records, key, title, "proxy_cpu_us_per_msg", "µs", False, w.targets, source=w.key, tls=tls))
     return rows
 
 
-def _row(records, key, title, metric, unit, higher, targets, source=None) -> Row:
-    row = Row(key, title, unit, higher)
+def _row(records, key, title, metric, unit, higher, targets, source=None, tls=False) -> Row:
+    row = Row(key, title, unit, higher, tls)
     for target in targets:
         runs = [r for r in records if r["workload"] == (source or key) and r["target"] == target]
         good = [r for r in runs if r["ok"]]
@@ -776,6 +882,10 @@ def _row(records, key, title, metric, unit, higher, targets, source=None) -> Row
         row.values[target] = values
         row.counts[target] = (len(values), len(runs))
     return row
+
+
+TLS_GOAL = 1.2  # × nginx-tls, for each wss echo workload
+TLS_GOAL_ROWS = [("echo-64-tls", "64 B"), ("echo-16k-tls", "16 KiB"), ("echo-1m-tls", "1 MiB")]
 
 
 @dataclass
@@ -822,8 +932,19 @@ def goals() -> list[Goal]:
         extra = f" (HAProxy {haproxy / 1024:.1f} KiB)" if haproxy is not None else ""
         return met, f"{value / 1024:.2f} KiB{extra}"
 
-    def tls(_rows):
-        return None, "not measured: TLS (wss) is not built yet"
+    def tls(rows):
+        # Each wss echo workload on its own: wsgate-tls's median over nginx-tls's (nginx with TLS and the
+        # proxy_buffer_size 64k tuning, the strong nginx). There is no direct TLS baseline.
+        parts, verdicts = [], []
+        for key, label in TLS_GOAL_ROWS:
+            row = by(rows, key)
+            ratio = row.ratio("wsgate-tls", "nginx-tls") if row else None
+            verdicts.append(None if ratio is None else ratio >= TLS_GOAL)
+            parts.append(f"{label} {fmt_ratio(ratio)}")
+        if all(v is None for v in verdicts):
+            return None, "not measured"
+        met = False if False in verdicts else (None if None in verdicts else True)
+        return met, ", ".join(parts) + " × nginx-tls"
 
     return [
         Goal("echo-64", "echo 64 B, closed loop, msgs/s ≥ 0.60 × direct (1.2 × nginx)", ratio_goal("echo-64", 0.60)),
@@ -833,7 +954,8 @@ def goals() -> list[Goal]:
         Goal("p99-rate", "p99 at half nginx's 64 B peak ≤ 1.4 × direct's (nginx, HAProxy ≈ 2.0)", p99),
         Goal("connect", "new sessions/s ≥ 0.60 × direct (HAProxy 0.57)", ratio_goal("connect", 0.60)),
         Goal("idle", "RSS per idle session ≤ 4 KiB and below HAProxy's", idle),
-        Goal("tls", "the echo workloads over wss ≥ 1.2 × nginx with TLS", tls),
+        Goal("tls", f"the echo workloads over wss (64 B, 16 KiB, 1 MiB; TLS on the client leg) ≥ {TLS_GOAL} × nginx "
+                    "with TLS (nginx-tls), each", tls),
     ]
 
 
@@ -855,18 +977,36 @@ def fmt_ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def best_proxy(row: Row) -> str | None:
-    candidates = [(t, row.medians.get(t)) for t in ("nginx", "nginx-64k", "haproxy") if row.medians.get(t) is not None]
+@dataclass
+class Group:
+    """The plain rows or the wss rows of the tables: their targets, the one compared, and its references."""
+    tls: bool
+    targets: list[str]
+    subject: str  # wsgate's target
+    references: list[str]  # a "subject/reference" ratio column each
+    proxies: list[str]  # the candidates of "best proxy"
+    baseline: str  # what the ratio table divides by
+
+
+PLAIN = Group(False, PLAIN_TARGETS, "wsgate", ["direct", "nginx", "nginx-64k"], ["nginx", "nginx-64k", "haproxy"], "direct")
+# No direct TLS baseline (the echo backend does not speak TLS): the wss rows are compared with nginx-tls.
+TLS = Group(True, TLS_TARGETS, "wsgate-tls", ["nginx-tls", "haproxy-tls"], ["nginx-tls", "haproxy-tls"], "nginx-tls")
+
+
+def best_proxy(row: Row, proxies: list[str] = PLAIN.proxies) -> str | None:
+    candidates = [(t, row.medians.get(t)) for t in proxies if row.medians.get(t) is not None]
     if not candidates:
         return None
     pick = max if row.higher_is_better else min
     return pick(candidates, key=lambda c: c[1])[0]
 
 
-def table_lines(rows: list[Row], targets: list[str], markdown: bool) -> list[str]:
-    header = ["workload", "unit", *targets, "wsgate/direct", "wsgate/nginx", "wsgate/nginx-64k", "wsgate/best proxy"]
+def table_lines(rows: list[Row], markdown: bool, group: Group = PLAIN) -> list[str]:
+    """The medians of the group's rows, with wsgate's ratios to each reference and to the best other proxy."""
+    targets, subject = group.targets, group.subject
+    header = ["workload", "unit", *targets, *[f"{subject}/{r}" for r in group.references], f"{subject}/best proxy"]
     body = []
-    for row in rows:
+    for row in (r for r in rows if r.tls == group.tls):
         cells = [row.title, row.unit.replace(" p99", "")]
         for t in targets:
             value = row.medians.get(t)
@@ -875,10 +1015,9 @@ def table_lines(rows: list[Row], targets: list[str], markdown: bool) -> list[str
             if t in row.medians and ok < runs:
                 text += f" ({ok}/{runs} ok)"
             cells.append(text)
-        best = best_proxy(row)
-        cells += [fmt_ratio(row.ratio("wsgate", "direct")), fmt_ratio(row.ratio("wsgate", "nginx")),
-                  fmt_ratio(row.ratio("wsgate", "nginx-64k")) if "nginx-64k" in row.medians else "",
-                  f"{fmt_ratio(row.ratio('wsgate', best))} ({best})" if best else "–"]
+        best = best_proxy(row, group.proxies)
+        cells += [fmt_ratio(row.ratio(subject, r)) if r in row.medians else "" for r in group.references]
+        cells.append(f"{fmt_ratio(row.ratio(subject, best))} ({best})" if best else "–")
         body.append(cells)
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "| --- | --- | " + " | ".join("---:" for _ in header[2:]) + " |"]
@@ -893,15 +1032,16 @@ def table_lines(rows: list[Row], targets: list[str], markdown: bool) -> list[str
     return out
 
 
-def ratio_table_lines(rows: list[Row], markdown: bool) -> list[str]:
-    """Every target's median relative to direct (lower-is-better rows too: × direct's value), as in the issue."""
-    targets = ["wsgate", "nginx", "nginx-64k", "haproxy"]
-    header = ["workload (× direct)", *targets]
+def ratio_table_lines(rows: list[Row], markdown: bool, group: Group = PLAIN) -> list[str]:
+    """Every target's median relative to the group's baseline (lower-is-better rows too: × its value): direct for
+    the plain rows, as in the issue; nginx-tls for the wss rows, which have no direct baseline."""
+    targets = [t for t in group.targets if t != group.baseline]
+    header = [f"workload (× {group.baseline})", *targets]
     body = []
-    for row in rows:
+    for row in (r for r in rows if r.tls == group.tls):
         if row.key == "idle":
             continue  # per-session memory has no meaningful ratio to the echo server's
-        body.append([row.title, *[fmt_ratio(row.ratio(t, "direct")) if t in row.medians else "" for t in targets]])
+        body.append([row.title, *[fmt_ratio(row.ratio(t, group.baseline)) if t in row.medians else "" for t in targets]])
     if markdown:
         return ["| " + " | ".join(header) + " |", "| --- | " + " | ".join("---:" for _ in targets) + " |",
                 *["| " + " | ".join(b) + " |" for b in body]]
@@ -909,10 +1049,10 @@ def ratio_table_lines(rows: list[Row], markdown: bool) -> list[str]:
     return ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) for r in [header, *body]]
 
 
-def spread_table_lines(rows: list[Row]) -> list[str]:
-    targets = TARGET_ORDER
+def spread_table_lines(rows: list[Row], group: Group = PLAIN) -> list[str]:
+    targets = group.targets
     lines = ["| workload | " + " | ".join(targets) + " |", "| --- | " + " | ".join("---:" for _ in targets) + " |"]
-    for row in rows:
+    for row in (r for r in rows if r.tls == group.tls):
         cells = []
         for t in targets:
             values = row.values.get(t) or []
@@ -925,7 +1065,8 @@ def spread_table_lines(rows: list[Row]) -> list[str]:
 # The SVG plot (hand-written: no plotting library)
 # --------------------------------------------------------------------------------------------------------------
 
-COLOURS = {"direct": "#7f7f7f", "wsgate": "#d62728", "nginx": "#1f77b4", "nginx-64k": "#6baed6", "haproxy": "#2ca02c"}
+COLOURS = {"direct": "#7f7f7f", "wsgate": "#d62728", "nginx": "#1f77b4", "nginx-64k": "#6baed6", "haproxy": "#2ca02c",
+           "wsgate-tls": "#a50f15", "nginx-tls": "#08519c", "haproxy-tls": "#006d2c"}
 THROUGHPUT_GOALS = {"echo-64": 0.60, "echo-16k": 0.60, "echo-1m": 0.70, "connect": 0.60}
 P99_GOAL = 1.4  # × direct's p99
 
@@ -951,12 +1092,12 @@ def _axis(out: list[str], x: float, y: float, w: float, h: float, step: float, t
 
 
 def svg_plot(rows: list[Row], subtitle: str) -> str:
-    width, height = 980, 470
+    width, height = 1320, 470
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
-           'wsgate vs direct, nginx and HAProxy (medians)</text>',
+           'wsgate vs direct, nginx and HAProxy, over ws and wss (medians)</text>',
            f'<text x="{width / 2}" y="40" text-anchor="middle" fill="#555">{html.escape(subtitle)}</text>']
     by_key = {r.key: r for r in rows}
 
@@ -1017,9 +1158,42 @@ def svg_plot(rows: list[Row], subtitle: str) -> str:
             out.append(f'<line x1="{x - 3:.1f}" y1="{gy:.1f}" x2="{x + bw - 9:.1f}" y2="{gy:.1f}" stroke="black" stroke-width="2">'
                        f'<title>wsgate goal: {P99_GOAL} × direct\'s p99</title></line>')
 
+    # Third panel: the wss echo workloads relative to nginx-tls (no direct TLS baseline), wsgate-tls's goal marked.
+    tx, ty, tw, th = 1030, 80, 250, 300
+    tls_groups = [(key, label) for key, label in TLS_GOAL_ROWS]
+    tls_bars = ["wsgate-tls", "haproxy-tls"]
+    ratios = [by_key[k].ratio(t, "nginx-tls") for k, _ in tls_groups if k in by_key for t in tls_bars]
+    step, top = nice_axis(max([TLS_GOAL, 1.0, *[r for r in ratios if r is not None]]) * 1.1)
+    out.append(f'<text x="{tx + tw / 2}" y="{ty - 14}" text-anchor="middle" font-weight="bold">'
+               'wss echo, × nginx-tls (dashed), higher is better</text>')
+    _axis(out, tx, ty, tw, th, step, top, ".2f")
+    y1 = ty + th - th * 1.0 / top
+    # The label of this line is in the title: inside the panel the bars would cover it.
+    out.append(f'<line x1="{tx}" y1="{y1:.1f}" x2="{tx + tw}" y2="{y1:.1f}" stroke="{COLOURS["nginx-tls"]}" stroke-dasharray="5,4">'
+               '<title>nginx-tls = 1</title></line>')
+    gw = tw / len(tls_groups)
+    bw = (gw - 16) / len(tls_bars)
+    for gi, (key, label) in enumerate(tls_groups):
+        gx = tx + gi * gw + 8
+        row = by_key.get(key)
+        for bi, target in enumerate(tls_bars):
+            ratio = row.ratio(target, "nginx-tls") if row else None
+            x = gx + bi * bw
+            if ratio is None:
+                continue
+            h = th * ratio / top
+            out.append(f'<rect x="{x:.1f}" y="{ty + th - h:.1f}" width="{bw - 3:.1f}" height="{h:.1f}" fill="{COLOURS[target]}">'
+                       f'<title>wss echo {html.escape(label)}, {target}: {ratio:.2f} × nginx-tls</title></rect>')
+            out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{ty + th - h - 4:.1f}" text-anchor="middle" font-size="10">{ratio:.2f}</text>')
+            if target == "wsgate-tls":
+                gy = ty + th - th * TLS_GOAL / top
+                out.append(f'<line x1="{x - 3:.1f}" y1="{gy:.1f}" x2="{x + bw:.1f}" y2="{gy:.1f}" stroke="black" stroke-width="2">'
+                           f'<title>wsgate-tls goal: {TLS_GOAL:.2f} × nginx-tls</title></line>')
+        out.append(f'<text x="{gx + (gw - 16) / 2:.1f}" y="{ty + th + 18}" text-anchor="middle">{html.escape(label)}</text>')
+
     # Legend.
     lx, ly = 60, height - 30
-    for target in ["direct", *bars]:
+    for target in ["direct", *bars, *TLS_TARGETS]:
         out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{COLOURS[target]}"/>')
         out.append(f'<text x="{lx + 17}" y="{ly}">{target}</text>')
         lx += 30 + 8 * len(target)
@@ -1079,6 +1253,8 @@ def machine_info(lab: Lab, bench: str) -> dict[str, str]:
         "wsgate-bench": first_line([bench, "--version"]),
         "nginx": first_line([lab.nginx, "-v"]),
         "haproxy": first_line([lab.haproxy, "-v"]).split(" - ")[0],
+        "openssl": first_line([which("openssl") or "openssl", "version"]) + " (the command; nginx and HAProxy use the "
+                   "system libssl, wsgate and wsgate-bench rustls with ring)",
         "python": platform.python_version(),
         "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]) + " (1, 5, 15 min)",
     }
@@ -1105,13 +1281,14 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
         lines += ["> **Quick smoke run** (`--quick`): seconds-long runs and few sessions. It checks that the tooling works; "
                   "its figures are not representative.", ""]
     lines += [
-        f"wsgate against a direct connection, nginx and HAProxy, all on loopback on one machine, measured by "
+        f"wsgate against a direct connection, nginx and HAProxy, over ws and over wss (TLS on the client leg), all on "
+        f"loopback on one machine, measured by "
         f"`scripts/bench-compare.py` on {started} ({rounds} interleaved round{'s' if rounds != 1 else ''}, "
         f"{minutes:.1f} minutes). Each figure is the median over the rounds; the ratios are medians divided by medians."
         + (f" **{failures} run(s) failed** and are left out of the medians (see `{os.path.relpath(results_path, REPO)}`)."
            if failures else ""),
         "",
-        f"![throughput relative to direct, and p99 at a fixed rate]({svg_rel})",
+        f"![throughput relative to direct, p99 at a fixed rate, and wss echo relative to nginx-tls]({svg_rel})",
         "",
         "## Goals (issue 3)",
         "",
@@ -1122,20 +1299,40 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
         verdict = "not measured" if met is None else ("**MET**" if met else "**NOT MET**")
         lines.append(f"| {goal.text} | {text} | {verdict} |")
     lines += ["", "## Medians", ""]
-    lines += table_lines(rows, targets, markdown=True)
-    lines += ["", "Every target relative to direct (for latency, CPU: × direct's value; as in the issue's table):", ""]
-    lines += ratio_table_lines(rows, markdown=True)
-    if rounds > 1:
-        lines += ["", "Spread over the rounds (lowest – highest run):", ""]
-        lines += spread_table_lines(rows)
+    if any(not r.tls for r in rows):
+        lines += table_lines(rows, markdown=True)
+        lines += ["", "Every target relative to direct (for latency, CPU: × direct's value; as in the issue's table):", ""]
+        lines += ratio_table_lines(rows, markdown=True)
+        if rounds > 1:
+            lines += ["", "Spread over the rounds (lowest – highest run):", ""]
+            lines += spread_table_lines(rows)
+    if any(r.tls for r in rows):
+        lines += ["", "### Over wss (TLS on the client leg)", "",
+                  "The same echo workloads through the TLS targets. There is no direct TLS baseline (the echo backend "
+                  "speaks plain ws only), so these rows are compared with nginx-tls, not with direct; they are not "
+                  "comparable column by column with the ws rows above.", ""]
+        lines += table_lines(rows, markdown=True, group=TLS)
+        lines += ["", "Relative to nginx-tls (for CPU: × nginx-tls's value):", ""]
+        lines += ratio_table_lines(rows, markdown=True, group=TLS)
+        if rounds > 1:
+            lines += ["", "Spread over the rounds (lowest – highest run):", ""]
+            lines += spread_table_lines(rows, group=TLS)
     lines += [
         "",
         "- **direct**: the client talks to the echo backend itself. **nginx**: defaults (`proxy_buffer_size` 4k/8k); "
         "**nginx-64k**: `proxy_buffer_size 64k`, run for the large-message workloads only. "
-        "\"best proxy\" is the stronger of nginx, nginx-64k and HAProxy on that row.",
+        "\"best proxy\" is the stronger of nginx, nginx-64k and HAProxy on that row (on a wss row: of nginx-tls and "
+        "haproxy-tls).",
+        "- **wsgate-tls**, **nginx-tls** and **haproxy-tls** terminate TLS and proxy plain ws to the same echo backend: "
+        "a second wsgate process with `server.ssl` enabled; nginx's third server block, `listen ... ssl` with the "
+        "nginx-64k tuning (the strong nginx); HAProxy's second frontend, `bind ... ssl crt ... alpn http/1.1`. They "
+        "share one ECDSA P-256 certificate for localhost / 127.0.0.1, signed by a test CA made with openssl at the "
+        "start of the run. wsgate-bench connects with `--ca` (rustls with ring: TLS 1.3 or 1.2, ALPN http/1.1, chain "
+        "and host name checked) and makes a full handshake per session (no resumption). There is no direct TLS "
+        "baseline; the TLS goal compares wsgate-tls with nginx-tls.",
         f"- The fixed-rate row runs at {rate_note}.",
         "- CPU per round trip: utime + stime of the proxy's processes (nginx: master and workers) from `/proc/PID/stat`, "
-        "before and after the 64 B closed-loop run, divided by the round trips it made (warm-up included, since the "
+        "before and after the 64 B closed-loop run (ws and wss alike), divided by the round trips it made (warm-up included, since the "
         "counters run through it); in the direct column, the echo backend's own CPU per round trip.",
         "- RSS per idle session: each idle run starts the measured process afresh, reads its RSS (nginx: the sum of "
         "its workers; HAProxy and wsgate: the one process; direct: the echo backend) before the sessions open, samples "
@@ -1167,7 +1364,9 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
     ]
     seen = set()
     for w in workloads:
-        shape = shlex.join(["wsgate-bench", *command_for(w, settings, "URL", 0 if w.kind == "idle" else None)]).replace(" --pid 0", " [--pid PID]")
+        ca = "target/bench/run/tls/ca.pem" if all(t in TLS_TARGETS for t in w.targets) else None
+        shape = shlex.join(["wsgate-bench", *command_for(w, settings, "URL", 0 if w.kind == "idle" else None, ca)]
+                           ).replace(" --pid 0", " [--pid PID]")
         if shape not in seen:
             seen.add(shape)
             lines.append(shape)
@@ -1175,23 +1374,29 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
         "```",
         "",
         "Targets and their URLs: direct `ws://127.0.0.1:ECHO/`; wsgate `ws://127.0.0.1:PORT/echo/ws/v1/`; nginx, "
-        "nginx-64k and HAProxy `ws://127.0.0.1:PORT/`. Rounds are interleaved: within a round each workload runs "
-        "against every target in turn (" + " → ".join(targets) + "), so drift hits all alike. The raw JSON line of "
-        "every run is kept in `target/bench/results.jsonl`.",
+        "nginx-64k and HAProxy `ws://127.0.0.1:PORT/`; wsgate-tls `wss://127.0.0.1:PORT/echo/ws/v1/`; nginx-tls and "
+        "haproxy-tls `wss://127.0.0.1:PORT/` (the certificate names 127.0.0.1 as an IP SAN). Rounds are interleaved: "
+        "within a round each workload runs against every target of its row in turn (" + " → ".join(targets)
+        + "), so drift hits all alike. The raw JSON line of every run is kept in `target/bench/results.jsonl`.",
         "",
         "<details><summary>Configurations used</summary>",
         "",
     ]
     placeholders = {lab.echo_port: "ECHO_PORT", lab.ports.get("nginx"): "NGINX_PORT",
-                    lab.ports.get("nginx-64k"): "NGINX_64K_PORT", lab.ports.get("haproxy"): "HAPROXY_PORT"}
-    for name in ("wsgate", "nginx", "haproxy"):
+                    lab.ports.get("nginx-64k"): "NGINX_64K_PORT", lab.ports.get("nginx-tls"): "NGINX_TLS_PORT",
+                    lab.ports.get("haproxy"): "HAPROXY_PORT", lab.ports.get("haproxy-tls"): "HAPROXY_TLS_PORT"}
+    for name in ("wsgate", "wsgate-tls", "nginx", "haproxy"):
         text = lab.configs.get(name, "").replace(str(lab.dir), "target/bench/run").rstrip()
         for port, placeholder in placeholders.items():
             if port:
                 text = re.sub(rf"(?<![0-9]){port}(?![0-9])", placeholder, text)
         lines += [f"**{name}**", "", "```", text, "```", ""]
     lines += [
-        "wsgate runs with `RUST_LOG=warn` (no log line per session; nginx has `access_log off`, HAProxy no logging).",
+        "wsgate runs with `RUST_LOG=warn` (no log line per session; nginx has `access_log off`, HAProxy no logging). "
+        "The test PKI is made with: `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256` (the CA, "
+        "`basicConstraints=critical,CA:TRUE`), `openssl req -new` and `openssl x509 -req` with `subjectAltName = "
+        "DNS:localhost, IP:127.0.0.1` (the server certificate), `openssl pkcs8 -topk8 -nocrypt` (its key, PKCS#8); "
+        "HAProxy's `crt` is the certificate followed by the key.",
         "",
         "</details>",
         "",
@@ -1218,7 +1423,8 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        description="Benchmark wsgate against a direct connection, nginx and HAProxy on loopback, in interleaved rounds.",
+        description="Benchmark wsgate against a direct connection, nginx and HAProxy on loopback, in interleaved rounds; "
+                    "the echo workloads also over wss (wsgate-tls, nginx-tls, haproxy-tls: TLS on the client leg).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Full run: writes BENCHMARKS.md and doc/bench.svg at the repository root. --quick: writes "
                "target/bench/BENCHMARKS.md and target/bench/bench.svg instead (unless --report is given).")
@@ -1229,9 +1435,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--warmup", default=None, help="warm-up of each echo run (default 1s; --quick 500ms)")
     ap.add_argument("--hold", default=None, help="how long idle sessions are held (default 5s; --quick 1s)")
     ap.add_argument("--workloads", default=None,
-                    help="comma-separated subset of echo-64,echo-16k,echo-1m,connect,p99-rate,idle (p99-rate needs echo-64)")
+                    help="comma-separated subset of echo-64,echo-16k,echo-1m,echo-64-tls,echo-16k-tls,echo-1m-tls,"
+                         "connect,p99-rate,idle (p99-rate needs echo-64)")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release -p wsgate -p wsgate-bench")
-    ap.add_argument("--no-install", action="store_true", help="never apt-get install nginx or haproxy")
+    ap.add_argument("--no-install", action="store_true", help="never apt-get install nginx, haproxy or openssl")
     ap.add_argument("--report", type=Path, default=None, help="where to write the Markdown report")
     ap.add_argument("--svg", type=Path, default=None, help="where to write the SVG plot")
     ap.add_argument("--bench-bin", default=os.environ.get("WSGATE_BENCH"), help=argparse.SUPPRESS)  # development
@@ -1301,10 +1508,10 @@ def main(argv=None) -> int:
             die(f"{binary} not found: build it (cargo build --release -p wsgate -p wsgate-bench) or drop --no-build")
 
     lab = Lab(run_dir, bench, wsgate)
-    log("==> starting the echo backend, wsgate, nginx and HAProxy on 127.0.0.1")
+    log("==> starting the echo backend, wsgate (ws and wss), nginx and HAProxy on 127.0.0.1")
     lab.start_all()
-    log("    echo backend " + lab.url("direct") + ", wsgate " + lab.url("wsgate") + ", nginx " + lab.url("nginx")
-        + ", nginx-64k " + lab.url("nginx-64k") + ", haproxy " + lab.url("haproxy"))
+    log("    echo backend " + lab.url("direct") + ", " + ", ".join(f"{t} {lab.url(t)}" for t in TARGET_ORDER[1:]))
+    log(f"    test CA {lab.certs.ca}")
     info = machine_info(lab, bench)
     load1 = float(Path("/proc/loadavg").read_text().split()[0])
     if load1 > 0.5:
@@ -1353,7 +1560,7 @@ def main(argv=None) -> int:
                     records.append(record)
                     results.write(json.dumps(record) + "\n")
                     results.flush()
-                    log(f"[{done:3}/{total_runs}] {w.key:8} r{rnd} {target:9} {progress_text(w, record)} ({record['elapsed_s']:.1f} s)")
+                    log(f"[{done:3}/{total_runs}] {w.key:12} r{rnd} {target:11} {progress_text(w, record)} ({record['elapsed_s']:.1f} s)")
     minutes = (dt.datetime.now(dt.timezone.utc) - started_at).total_seconds() / 60
     stop_all()
 
@@ -1361,13 +1568,17 @@ def main(argv=None) -> int:
     goal_results = [(g, g.check(rows)) for g in goals()]
     print()
     print(f"Medians over {args.rounds} round(s) ({'quick smoke, not representative' if quick else 'full run'}):")
-    print()
-    for line in table_lines(rows, TARGET_ORDER, markdown=False):
-        print(line)
-    print()
-    print("Relative to direct:")
-    for line in ratio_table_lines(rows, markdown=False):
-        print(line)
+    for group, title in ((PLAIN, "Relative to direct:"),
+                         (TLS, "Relative to nginx-tls (over wss; there is no direct TLS baseline):")):
+        if not any(r.tls == group.tls for r in rows):
+            continue
+        print()
+        for line in table_lines(rows, markdown=False, group=group):
+            print(line)
+        print()
+        print(title)
+        for line in ratio_table_lines(rows, markdown=False, group=group):
+            print(line)
     print()
     print("Goals:")
     for goal, (met, text) in goal_results:

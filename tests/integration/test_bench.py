@@ -3,15 +3,23 @@
 The echo server runs as a child; each workload runs for about a second against it directly and
 through a wsgate gateway with a static route to it, and must exit 0 with one JSON line whose
 fields are sane (messages counted, no errors, percentiles ordered).
+
+The wss:// client is checked against a TLS echo server of this file (Python `websockets` with a
+certificate from a CA made here with trustme), without wsgate.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import ssl
 import subprocess
+import threading
+from pathlib import Path
 
 import pytest
+import trustme
+from websockets.sync.server import serve
 
 from support import HOST, Child, binary, child_env, gateway_config, service, start_gateway
 
@@ -140,3 +148,80 @@ def test_bad_usage_exits_2():
     )
     assert proc.returncode == 2, proc.stderr
     assert "does not fit" in proc.stderr, proc.stderr
+
+
+# ----------------------------------------------------------------- wss://
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Path]:
+    """A CA, a server certificate it signed (SAN IP:127.0.0.1, DNS:localhost), and an unrelated CA."""
+    d = tmp_path_factory.mktemp("pki")
+    ca, other_ca = trustme.CA(), trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(d / "test-ca.pem"))
+    other_ca.cert_pem.write_to_path(str(d / "other-ca.pem"))
+    server.private_key_pem.write_to_path(str(d / "server.key"))
+    (d / "server.pem").write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    return {"ca": d / "test-ca.pem", "other_ca": d / "other-ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+
+
+@pytest.fixture(scope="module")
+def wss_url(pki) -> str:
+    """A TLS WebSocket echo server (websockets' threaded server), its URL by IP: the certificate has it as a SAN."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki["cert"], pki["key"])
+    context.set_alpn_protocols(["http/1.1"])
+
+    def echo(ws):
+        for message in ws:
+            ws.send(message)
+
+    server = serve(echo, HOST, 0, ssl=context, max_size=None, compression=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"wss://{HOST}:{server.socket.getsockname()[1]}/bench"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("size", [64, 64 * 1024])
+def test_echo_over_wss(pki, wss_url, size):
+    report = bench("echo", "--url", wss_url, "--ca", str(pki["ca"]), "--sessions", "2", "--size", str(size),
+                   "--duration", "1s", "--warmup", "200ms")
+    assert_echo(report, 2, size)
+    assert report["url"] == wss_url
+
+
+def test_connect_over_wss(pki, wss_url):
+    report = bench("connect", "--url", wss_url, "--ca", str(pki["ca"]), "--concurrency", "2", "--duration", "1s")
+    assert report["workload"] == "connect" and report["sessions"] > 0, report
+    assert_percentiles(report)
+
+
+def test_wss_checks_the_certificate(pki, wss_url):
+    # Trusting another CA: every session fails its TLS handshake, and the run says why.
+    proc = subprocess.run(
+        [str(binary("wsgate-bench")), "connect", "--url", wss_url, "--ca", str(pki["other_ca"]),
+         "--concurrency", "1", "--count", "2", "--json"],
+        capture_output=True, text=True, timeout=30, env=child_env(),
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["errors"] == 2, proc.stdout
+    assert "TLS handshake failed" in proc.stderr and "UnknownIssuer" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("workload", [
+    ["echo", "--sessions", "1", "--size", "8", "--count", "1"],
+    ["connect", "--concurrency", "1", "--count", "1"],
+    ["idle", "--sessions", "1"],
+])
+def test_wss_without_ca_is_a_usage_error(workload):
+    # Checked before anything connects: no server needed.
+    proc = subprocess.run(
+        [str(binary("wsgate-bench")), workload[0], "--url", "wss://127.0.0.1:1/", *workload[1:]],
+        capture_output=True, text=True, timeout=30, env=child_env(),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "wss:// URL needs --ca FILE" in proc.stderr, proc.stderr
+    assert proc.stdout == "", proc.stdout

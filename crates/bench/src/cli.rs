@@ -3,6 +3,7 @@
 //! Parsing errors are clap errors, which exit with code 2 ([`crate::EXIT_USAGE`]).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
@@ -49,9 +50,13 @@ pub struct EchoServerArgs {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("length").required(true).args(["duration", "count"])))]
 pub struct EchoArgs {
-    /// The endpoint, `ws://HOST:PORT/PATH`.
+    /// The endpoint, `ws://HOST:PORT/PATH` or `wss://HOST:PORT/PATH` (with --ca).
     #[arg(long, value_parser = parse_url)]
     pub url: WsUrl,
+    /// For a `wss://` URL (required there): PEM file of the CA certificates to trust; the server's
+    /// certificate must chain to one of them and name the URL's host. No system roots are used.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Number of sessions, all opened before the first message.
     #[arg(long, value_parser = parse_positive)]
     pub sessions: u64,
@@ -83,9 +88,13 @@ pub struct EchoArgs {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("length").required(true).args(["duration", "count"])))]
 pub struct ConnectArgs {
-    /// The endpoint, `ws://HOST:PORT/PATH`.
+    /// The endpoint, `ws://HOST:PORT/PATH` or `wss://HOST:PORT/PATH` (with --ca).
     #[arg(long, value_parser = parse_url)]
     pub url: WsUrl,
+    /// For a `wss://` URL (required there): PEM file of the CA certificates to trust; the server's
+    /// certificate must chain to one of them and name the URL's host. No system roots are used.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Number of workers, each opening and closing one session at a time.
     #[arg(long, value_parser = parse_positive)]
     pub concurrency: u64,
@@ -103,9 +112,13 @@ pub struct ConnectArgs {
 /// Options of `idle`.
 #[derive(Debug, Args)]
 pub struct IdleArgs {
-    /// The endpoint, `ws://HOST:PORT/PATH`.
+    /// The endpoint, `ws://HOST:PORT/PATH` or `wss://HOST:PORT/PATH` (with --ca).
     #[arg(long, value_parser = parse_url)]
     pub url: WsUrl,
+    /// For a `wss://` URL (required there): PEM file of the CA certificates to trust; the server's
+    /// certificate must chain to one of them and name the URL's host. No system roots are used.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Number of sessions to open and hold.
     #[arg(long, value_parser = parse_positive)]
     pub sessions: u64,
@@ -237,5 +250,14 @@ mod tests {
         assert!(Cli::try_parse_from(base.iter().chain(&["--duration", "1s"])).is_ok());
         assert!(Cli::try_parse_from(base.iter().chain(&["--count", "10"])).is_ok());
         assert!(Cli::try_parse_from(base.iter().chain(&["--count", "10", "--duration", "1s"])).is_err());
+    }
+
+    #[test]
+    fn wss_urls_and_ca_parse() {
+        let argv = ["wsgate-bench", "connect", "--url", "wss://localhost:8443/", "--ca", "ca.pem", "--concurrency", "1", "--count", "1"];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Connect(args) = cli.command else { panic!("not connect") };
+        assert!(args.url.is_tls());
+        assert_eq!(args.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
     }
 }

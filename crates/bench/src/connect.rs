@@ -1,7 +1,8 @@
 //! The `connect` workload: C workers each open a session (TCP connect + handshake), close it
 //! cleanly (close frame, the server's close frame, the server's TCP close), and start again.
 //!
-//! Handshake latency runs from before the TCP connect to the 101 response. A session counts once it
+//! Handshake latency runs from before the TCP connect to the 101 response; for `wss://` it
+//! includes the TLS handshake (a full one every time: resumption is off, see [`crate::tls`]). A session counts once it
 //! is opened and closed cleanly; sessions/s divides that count by the time from the start until the
 //! last worker finished. Failures are counted as errors and the worker goes on.
 
@@ -44,9 +45,10 @@ impl Shared {
 ///
 /// # Errors
 ///
+/// [`RunError::Usage`] when the TLS options do not fit the URL (see [`Target::resolve`]);
 /// [`RunError::Failed`] when the URL does not resolve.
 pub async fn run(args: &ConnectArgs) -> Result<Report, RunError> {
-    let target = Target::resolve(&args.url).await.map_err(|e| RunError::Failed(e.to_string()))?;
+    let target = Target::resolve(&args.url, args.ca.as_deref()).await?;
     let start = Instant::now();
     let shared = Arc::new(Shared {
         target,

@@ -79,9 +79,10 @@ struct SessionResult {
 ///
 /// # Errors
 ///
+/// [`RunError::Usage`] when the TLS options do not fit the URL (see [`Target::resolve`]);
 /// [`RunError::Failed`] when the URL does not resolve.
 pub async fn run(args: &EchoArgs) -> Result<Report, RunError> {
-    let target = Arc::new(Target::resolve(&args.url).await.map_err(|e| RunError::Failed(e.to_string()))?);
+    let target = Arc::new(Target::resolve(&args.url, args.ca.as_deref()).await?);
     let size = usize::try_from(args.size).map_err(|_| RunError::Usage("--size is too large".into()))?;
     let text = !args.binary;
     let base = Report::new("echo")

@@ -52,7 +52,8 @@ pub fn check_fd_budget(sessions: u64, in_use: u64, limit: u64) -> Result<(), Str
 ///
 /// # Errors
 ///
-/// [`RunError::Usage`] when the sessions do not fit under the open-file limit;
+/// [`RunError::Usage`] when the sessions do not fit under the open-file limit, or the TLS options
+/// do not fit the URL;
 /// [`RunError::Failed`] when the limit or the process's RSS cannot be read, or the URL does not
 /// resolve.
 pub async fn run(args: &IdleArgs) -> Result<Report, RunError> {
@@ -61,7 +62,7 @@ pub async fn run(args: &IdleArgs) -> Result<Report, RunError> {
     let in_use = process::open_fds().map_err(|e| RunError::Failed(format!("cannot count open files: {e}")))?;
     check_fd_budget(args.sessions, in_use, limit).map_err(RunError::Usage)?;
 
-    let target = Target::resolve(&args.url).await.map_err(|e| RunError::Failed(e.to_string()))?;
+    let target = Target::resolve(&args.url, args.ca.as_deref()).await?;
     let spread = matches!(target.addr().ip(), IpAddr::V4(ip) if ip.is_loopback());
     let rss = |pid: u32| process::rss_kib(pid).map_err(|e| RunError::Failed(format!("cannot read the RSS of {pid}: {e}")));
     let rss_before = args.pid.map(rss).transpose()?;

@@ -12,7 +12,8 @@
 //! - [`report`]: one ordered list of fields per run, printed as a human table or one JSON line.
 //!
 //! The supporting pieces are [`cli`] (what was typed, with duration and size parsing),
-//! [`target`] (the `ws://` URL, opening and cleanly closing a session), [`latency`] (the histogram),
+//! [`target`] (the `ws://` or `wss://` URL, opening and cleanly closing a session), [`tls`] (the
+//! client side of `wss://`: `--ca` roots, rustls with ring), [`latency`] (the histogram),
 //! [`payload`] (deterministic message content) and [`process`] (open-file limit, RSS).
 
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod payload;
 pub mod process;
 pub mod report;
 pub mod target;
+pub mod tls;
 
 /// Exit code of a run whose every session and message succeeded.
 pub const EXIT_OK: i32 = 0;
