@@ -58,9 +58,9 @@ pub struct SessionInfo {
     /// The URL of the service session (`ws://host:port/path?query`).
     pub service_url: String,
     /// The service's id.
-    pub service_id: String,
+    pub service_id: Arc<str>,
     /// The instance serving the session.
-    pub instance_id: String,
+    pub instance_id: Arc<str>,
     /// The subprotocol the service chose.
     pub subprotocol: Option<String>,
 }

@@ -70,8 +70,8 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
         client_address: client,
         gateway_path: request.uri().path_and_query().map_or(path, |p| p.as_str()).to_owned(),
         service_url: url,
-        service_id: resolved.service.service.id.to_string(),
-        instance_id: instance.instance_id.clone(),
+        service_id: resolved.service.service.id.shared(),
+        instance_id: Arc::clone(&instance.instance_id),
         subprotocol: opened.accepted.protocol.clone(),
     };
     Ok((opened, info))

@@ -34,7 +34,7 @@ mod tests {
     use crate::route::RouteTable;
 
     fn instance(port: u16, status: InstanceStatus) -> Instance {
-        Instance { instance_id: format!("h:{port}"), host: "h".into(), port, secure: false, status }
+        Instance { instance_id: format!("h:{port}").into(), host: "h".into(), port, secure: false, status }
     }
 
     #[test]

@@ -262,7 +262,7 @@ fn service(index: usize, raw: raw::RawService) -> Result<Service, ConfigError> {
         .instances
         .into_iter()
         .map(|i| Instance {
-            instance_id: format!("{}:{}", i.host, i.port),
+            instance_id: format!("{}:{}", i.host, i.port).into(),
             host: i.host,
             port: i.port,
             secure: i.secure,
@@ -316,7 +316,7 @@ services:
         assert_eq!(config.websocket.error_mode, ErrorMode::HttpStatus);
         assert_eq!(config.websocket.connect_timeout, Duration::from_millis(500));
         assert_eq!(config.websocket.max_frame_size, 65_536);
-        assert_eq!(config.services[0].instances[0].instance_id, "127.0.0.1:10012");
+        assert_eq!(&*config.services[0].instances[0].instance_id, "127.0.0.1:10012");
         assert_eq!(config.services[0].metadata["apiml.service.version"], "1");
     }
 

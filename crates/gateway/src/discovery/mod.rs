@@ -16,14 +16,14 @@ use crate::route::RouteTable;
 /// the spelling it was registered with is kept for display.
 #[derive(Debug, Clone)]
 pub struct ServiceId {
-    display: String,
+    display: Arc<str>,
     key: String,
 }
 
 impl ServiceId {
     /// A service id as written.
     pub fn new(id: &str) -> ServiceId {
-        ServiceId { display: id.to_owned(), key: id.to_ascii_lowercase() }
+        ServiceId { display: id.into(), key: id.to_ascii_lowercase() }
     }
 
     /// The case-folded form used for lookups.
@@ -34,6 +34,11 @@ impl ServiceId {
     /// The id as it was written.
     pub fn as_str(&self) -> &str {
         &self.display
+    }
+
+    /// The id as it was written, shared rather than copied (each session keeps it).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.display)
     }
 }
 
@@ -82,8 +87,9 @@ impl InstanceStatus {
 /// One running copy of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    /// Unique within the service (`host:port` when the source has no id of its own).
-    pub instance_id: String,
+    /// Unique within the service (`host:port` when the source has no id of its own); shared with
+    /// every session the instance serves.
+    pub instance_id: Arc<str>,
     /// Host name or address to connect to.
     pub host: String,
     /// Port to connect to.

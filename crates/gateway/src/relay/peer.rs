@@ -24,8 +24,8 @@ pub enum Peer {
         /// The socket.
         stream: TcpStream,
         /// Bytes hyper read past the handshake: the peer's first frames, relayed before the socket
-        /// is read again.
-        early: Bytes,
+        /// is read again. Rare, so boxed: the session keeps a pointer, not a `Bytes`.
+        early: Option<Box<Bytes>>,
     },
     /// Any other connection, through hyper's upgrade object.
     Other(TokioIo<Upgraded>),
@@ -38,7 +38,7 @@ impl Peer {
             Ok(parts) => Peer::Tcp {
                 stream: parts.io.into_inner(),
                 // An empty view would still keep hyper's whole read buffer alive for the session.
-                early: if parts.read_buf.is_empty() { Bytes::new() } else { parts.read_buf },
+                early: (!parts.read_buf.is_empty()).then(|| Box::new(parts.read_buf)),
             },
             Err(upgraded) => Peer::Other(TokioIo::new(upgraded)),
         }
@@ -61,7 +61,7 @@ impl Peer {
 
 /// The reading half of a [`Peer`].
 pub(super) enum Reader<'a> {
-    Tcp { early: &'a mut Bytes, reader: tcp::ReadHalf<'a> },
+    Tcp { early: &'a mut Option<Box<Bytes>>, reader: tcp::ReadHalf<'a> },
     Other(tokio::io::ReadHalf<&'a mut TokioIo<Upgraded>>),
 }
 
@@ -75,13 +75,13 @@ impl AsyncRead for Reader<'_> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Reader::Tcp { early, reader } => {
-                if early.is_empty() {
+                let Some(bytes) = early else {
                     return Pin::new(reader).poll_read(cx, buf);
-                }
-                let taken = early.split_to(early.len().min(buf.remaining()));
+                };
+                let taken = bytes.split_to(bytes.len().min(buf.remaining()));
                 buf.put_slice(&taken);
-                if early.is_empty() {
-                    **early = Bytes::new();
+                if bytes.is_empty() {
+                    **early = None;
                 }
                 Poll::Ready(Ok(()))
             }
@@ -124,7 +124,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut remote = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let mut peer = Peer::Tcp { stream, early: Bytes::from_static(b"early ") };
+        let mut peer = Peer::Tcp { stream, early: Some(Box::new(Bytes::from_static(b"early "))) };
         remote.write_all(b"late").await.unwrap();
         remote.shutdown().await.unwrap();
         let (mut reader, mut writer) = peer.split();
