@@ -23,7 +23,7 @@ pub(crate) async fn run(address: IpAddr, port: u16) -> Result<(), Failure> {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 0,
             base_path: BASE_PATH.to_owned(),
-            instance_id: format!("demo-{number}").into(),
+            instance_id: format!("demo-{number}"),
         };
         let service = DemoService::bind(options).await.map_err(|error| Failure::Runtime(error.to_string()))?;
         let bound = service.local_addr();
