@@ -88,10 +88,11 @@ pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits:
     let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump);
     let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump);
     tokio::pin!(upstream, downstream);
-    // When one direction has ended, the other only has its half of the close left to do.
+    // When one direction has ended, the other only has its half of the close left to do. The
+    // timer is boxed: it exists only while a session ends, not in every open session's task.
     let (up, down) = tokio::select! {
-        up = &mut upstream => (Some(up), tokio::time::timeout(LINGER, downstream).await.ok()),
-        down = &mut downstream => (tokio::time::timeout(LINGER, upstream).await.ok(), Some(down)),
+        up = &mut upstream => (Some(up), Box::pin(tokio::time::timeout(LINGER, downstream)).await.ok()),
+        down = &mut downstream => (Box::pin(tokio::time::timeout(LINGER, upstream)).await.ok(), Some(down)),
     };
     debug!(client_to_service = ?up.unwrap_or(End::Abandoned), service_to_client = ?down.unwrap_or(End::Abandoned), "session ended");
 }
