@@ -73,3 +73,13 @@ def test_environment_overrides_error_mode(log_dir, upstreams):
         assert run(scenario()) == 404
     finally:
         gw.child.stop()
+
+
+def test_a_second_gateway_on_the_same_port_is_refused(tmp_path, gateway):
+    # The workers share their port through SO_REUSEPORT; another process must not join them silently.
+    config = gateway_config([])
+    config["server"]["port"] = gateway.port
+    result = serve(tmp_path, config)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode != 0 and b"listening" not in result.stdout, stderr
+    assert "cannot listen" in stderr and str(gateway.port) in stderr, stderr

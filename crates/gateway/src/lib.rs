@@ -5,8 +5,8 @@
 //!
 //! A request flows one way through these stages, each a module named after its concept:
 //!
-//! 1. [`server`]: accepts connections, completes TLS with [`tls`] when it is on, and serves HTTP/1.1
-//!    with hyper;
+//! 1. [`server`]: accepts connections on one worker per core, completes TLS with [`tls`] when it is
+//!    on, and serves HTTP/1.1 with hyper;
 //! 2. [`handshake`]: tells WebSocket upgrades from plain HTTP and checks them;
 //! 3. [`route`]: resolves `/{serviceId}/{gatewayUrl}/...` in the [`route::RouteTable`], which the
 //!    [`discovery::ServiceDirectory`] rebuilds whenever a source of services changes;
@@ -34,6 +34,7 @@ pub mod route;
 pub mod server;
 pub mod session;
 pub mod tls;
+mod worker;
 pub mod upstream;
 mod websocket;
 

@@ -33,6 +33,7 @@ use crate::relay::BufferPool;
 use crate::route::RouteTable;
 use crate::session::SessionTable;
 use crate::tls::{self, TlsError};
+use crate::worker::Listeners;
 use crate::websocket;
 
 /// How long a client may take to send its request headers, and to complete its TLS handshake.
@@ -79,14 +80,14 @@ impl Shared {
 /// A bound gateway, ready to serve.
 #[derive(Debug)]
 pub struct Gateway {
-    listener: TcpListener,
+    listeners: Listeners,
     tls: Option<Arc<ServerConfig>>,
     shared: Arc<Shared>,
     directory: Arc<ServiceDirectory>,
 }
 
 impl Gateway {
-    /// Binds the listener of `config` and loads its static services.
+    /// Binds the listening sockets of `config` (one per worker) and loads its static services.
     ///
     /// # Errors
     ///
@@ -94,8 +95,8 @@ impl Gateway {
     /// when the address cannot be bound.
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
-        let listener = TcpListener::bind(config.listen).await.map_err(|source| GatewayError::Bind { address: config.listen, source })?;
-        let port = listener.local_addr().map_err(|source| GatewayError::Bind { address: config.listen, source })?.port();
+        let listeners = Listeners::bind(config.listen).map_err(|source| GatewayError::Bind { address: config.listen, source })?;
+        let port = listeners.local_addr().port();
         let directory = Arc::new(ServiceDirectory::new());
         directory.update(Source::Static, config.services);
         let prefix = std::collections::hash_map::RandomState::new().hash_one(port) as u32;
@@ -109,12 +110,12 @@ impl Gateway {
             port,
             scheme: if tls.is_some() { "https" } else { "http" },
         };
-        Ok(Gateway { listener, tls, shared: Arc::new(shared), directory })
+        Ok(Gateway { listeners, tls, shared: Arc::new(shared), directory })
     }
 
     /// The address the gateway listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.shared.port)))
+        self.listeners.local_addr()
     }
 
     /// The service directory, for sources that add services at run time.
@@ -127,36 +128,46 @@ impl Gateway {
         self.shared.sessions.clone()
     }
 
-    /// Serves connections until `shutdown` completes. Sessions already open are left to their tasks.
+    /// Starts the workers (one thread and runtime per core, see [`crate::worker`]) and serves
+    /// connections until `shutdown` completes; then the workers stop, and their open sessions with them.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, client) = tokio::select! {
-                () = &mut shutdown => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors or similar: wait a little instead of spinning.
-                        warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let shared = Arc::clone(&self.shared);
-            match &self.tls {
-                None => drop(tokio::spawn(serve_http(shared, client, stream))),
-                Some(tls) => {
-                    let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(stream);
-                    tokio::spawn(async move {
-                        match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
-                            Ok(Ok(stream)) => serve_http(shared, client, stream).await,
-                            Ok(Err(error)) => debug!(%client, %error, "TLS handshake failed"),
-                            Err(_) => debug!(%client, "TLS handshake timed out"),
-                        }
-                    });
+        let (stop, stopped) = watch::channel(false);
+        let Gateway { listeners, tls, shared, .. } = self;
+        listeners.start(move |listener, stop| accept_loop(listener, tls.clone(), Arc::clone(&shared), stop), &stopped);
+        shutdown.await;
+        let _ = stop.send(true);
+    }
+}
+
+/// One worker's accept loop: each connection gets a task on this worker, until `stop` turns true.
+async fn accept_loop(listener: TcpListener, tls: Option<Arc<ServerConfig>>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, client) = tokio::select! {
+            // A dropped sender stops the worker too.
+            _ = stop.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors or similar: wait a little instead of spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        match &tls {
+            None => drop(tokio::spawn(serve_http(shared, client, stream))),
+            Some(tls) => {
+                let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(stream);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => serve_http(shared, client, stream).await,
+                        Ok(Err(error)) => debug!(%client, %error, "TLS handshake failed"),
+                        Err(_) => debug!(%client, "TLS handshake timed out"),
+                    }
+                });
             }
         }
     }
