@@ -1113,25 +1113,8 @@ def svg_plot(rows: list[Row], subtitle: str) -> str:
     y1 = py + ph - ph * 1.0 / top
     out.append(f'<line x1="{px}" y1="{y1:.1f}" x2="{px + pw}" y2="{y1:.1f}" stroke="#444" stroke-dasharray="5,4"/>')
     out.append(f'<text x="{px + pw - 4}" y="{y1 - 4:.1f}" text-anchor="end" fill="#444">direct = 1</text>')
-    gw = pw / len(groups)
-    bw = (gw - 24) / len(bars)
-    for gi, (key, label) in enumerate(groups):
-        gx = px + gi * gw + 12
-        row = by_key.get(key)
-        for bi, target in enumerate(bars):
-            ratio = row.ratio(target, "direct") if row else None
-            x = gx + bi * bw
-            if ratio is None:
-                continue
-            h = ph * ratio / top
-            out.append(f'<rect x="{x:.1f}" y="{py + ph - h:.1f}" width="{bw - 3:.1f}" height="{h:.1f}" fill="{COLOURS[target]}">'
-                       f'<title>{html.escape(label)}, {target}: {ratio:.2f} × direct</title></rect>')
-            out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{py + ph - h - 4:.1f}" text-anchor="middle" font-size="10">{ratio:.2f}</text>')
-            if target == "wsgate" and key in THROUGHPUT_GOALS:
-                gy = py + ph - ph * THROUGHPUT_GOALS[key] / top
-                out.append(f'<line x1="{x - 3:.1f}" y1="{gy:.1f}" x2="{x + bw:.1f}" y2="{gy:.1f}" stroke="black" stroke-width="2">'
-                           f'<title>wsgate goal: {THROUGHPUT_GOALS[key]:.2f} × direct</title></line>')
-        out.append(f'<text x="{gx + (gw - 24) / 2:.1f}" y="{py + ph + 18}" text-anchor="middle">{html.escape(label)}</text>')
+    _ratio_bars(out, (px, py, pw, ph), groups, bars, by_key, "direct", top, 12, "",
+                lambda key, target: THROUGHPUT_GOALS.get(key) if target == "wsgate" else None)
 
     # Right panel: p99 at the fixed rate, per target, with wsgate's goal (1.4 × direct's p99) marked.
     qx, qy, qw, qh = 720, 80, 230, 300
@@ -1171,25 +1154,8 @@ def svg_plot(rows: list[Row], subtitle: str) -> str:
     # The label of this line is in the title: inside the panel the bars would cover it.
     out.append(f'<line x1="{tx}" y1="{y1:.1f}" x2="{tx + tw}" y2="{y1:.1f}" stroke="{COLOURS["nginx-tls"]}" stroke-dasharray="5,4">'
                '<title>nginx-tls = 1</title></line>')
-    gw = tw / len(tls_groups)
-    bw = (gw - 16) / len(tls_bars)
-    for gi, (key, label) in enumerate(tls_groups):
-        gx = tx + gi * gw + 8
-        row = by_key.get(key)
-        for bi, target in enumerate(tls_bars):
-            ratio = row.ratio(target, "nginx-tls") if row else None
-            x = gx + bi * bw
-            if ratio is None:
-                continue
-            h = th * ratio / top
-            out.append(f'<rect x="{x:.1f}" y="{ty + th - h:.1f}" width="{bw - 3:.1f}" height="{h:.1f}" fill="{COLOURS[target]}">'
-                       f'<title>wss echo {html.escape(label)}, {target}: {ratio:.2f} × nginx-tls</title></rect>')
-            out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{ty + th - h - 4:.1f}" text-anchor="middle" font-size="10">{ratio:.2f}</text>')
-            if target == "wsgate-tls":
-                gy = ty + th - th * TLS_GOAL / top
-                out.append(f'<line x1="{x - 3:.1f}" y1="{gy:.1f}" x2="{x + bw:.1f}" y2="{gy:.1f}" stroke="black" stroke-width="2">'
-                           f'<title>wsgate-tls goal: {TLS_GOAL:.2f} × nginx-tls</title></line>')
-        out.append(f'<text x="{gx + (gw - 16) / 2:.1f}" y="{ty + th + 18}" text-anchor="middle">{html.escape(label)}</text>')
+    _ratio_bars(out, (tx, ty, tw, th), tls_groups, tls_bars, by_key, "nginx-tls", top, 8, "wss echo ",
+                lambda _key, target: TLS_GOAL if target == "wsgate-tls" else None)
 
     # Legend.
     lx, ly = 60, height - 30
@@ -1201,6 +1167,32 @@ def svg_plot(rows: list[Row], subtitle: str) -> str:
     out.append(f'<text x="{lx + 21}" y="{ly}">wsgate\'s goal (issue 3)</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _ratio_bars(out, box, groups, bars, by_key, reference, top, margin, prefix, goal) -> None:
+    """Bars of each target's median ÷ `reference`'s, a group per workload, in the panel `box`; `goal(key,
+    target)` is the ratio to mark over a bar, if any."""
+    x0, y0, w, h = box
+    gw = w / len(groups)
+    bw = (gw - 2 * margin) / len(bars)
+    for gi, (key, label) in enumerate(groups):
+        gx = x0 + gi * gw + margin
+        row = by_key.get(key)
+        for bi, target in enumerate(bars):
+            ratio = row.ratio(target, reference) if row else None
+            x = gx + bi * bw
+            if ratio is None:
+                continue
+            bh = h * ratio / top
+            out.append(f'<rect x="{x:.1f}" y="{y0 + h - bh:.1f}" width="{bw - 3:.1f}" height="{bh:.1f}" fill="{COLOURS[target]}">'
+                       f'<title>{prefix}{html.escape(label)}, {target}: {ratio:.2f} × {reference}</title></rect>')
+            out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{y0 + h - bh - 4:.1f}" text-anchor="middle" font-size="10">{ratio:.2f}</text>')
+            target_goal = goal(key, target)
+            if target_goal is not None:
+                gy = y0 + h - h * target_goal / top
+                out.append(f'<line x1="{x - 3:.1f}" y1="{gy:.1f}" x2="{x + bw:.1f}" y2="{gy:.1f}" stroke="black" stroke-width="2">'
+                           f'<title>{target} goal: {target_goal:.2f} × {reference}</title></line>')
+        out.append(f'<text x="{gx + (gw - 2 * margin) / 2:.1f}" y="{y0 + h + 18}" text-anchor="middle">{html.escape(label)}</text>')
 
 
 # --------------------------------------------------------------------------------------------------------------
