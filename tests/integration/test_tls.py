@@ -139,22 +139,22 @@ def test_missing_certificate_file_is_a_start_up_error_naming_it(tmp_path, tls_di
     missing = tmp_path / "nowhere" / "chain.pem"
     result = serve(tmp_path, tls_config([], missing, tls_dir / "key.pem"))
     stderr = result.stderr.decode("utf-8", "replace")
-    assert result.returncode != 0 and b"listening" not in result.stdout, stderr
-    assert str(missing) in stderr, stderr
+    assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
+    assert "server.ssl.certificate:" in stderr and str(missing) in stderr, stderr
 
 
 def test_key_not_matching_the_certificate_is_a_start_up_error_naming_both(tmp_path, tls_dir):
     result = serve(tmp_path, tls_config([], tls_dir / "chain.pem", tls_dir / "other-key.pem"))
     stderr = result.stderr.decode("utf-8", "replace")
-    assert result.returncode != 0 and b"listening" not in result.stdout, stderr
+    assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
     assert "chain.pem" in stderr and "other-key.pem" in stderr, stderr
 
 
 def test_a_key_file_given_as_certificate_is_a_start_up_error_naming_it(tmp_path, tls_dir):
     result = serve(tmp_path, tls_config([], tls_dir / "key.pem", tls_dir / "key.pem"))
     stderr = result.stderr.decode("utf-8", "replace")
-    assert result.returncode != 0 and b"listening" not in result.stdout, stderr
-    assert "key.pem" in stderr and "certificate" in stderr, stderr
+    assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
+    assert "server.ssl.certificate:" in stderr and "key.pem" in stderr and "no valid PEM certificate" in stderr, stderr
 
 
 def test_relative_files_are_found_next_to_the_config_file(tmp_path, tls_dir, log_dir, client_context):

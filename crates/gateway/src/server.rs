@@ -50,6 +50,9 @@ pub enum GatewayError {
         /// Why.
         source: io::Error,
     },
+    /// A worker thread or its runtime could not be started.
+    #[error("cannot start the workers: {0}")]
+    Workers(io::Error),
     /// The TLS certificate or key could not be used.
     #[error("cannot load the TLS identity: {0}")]
     Tls(#[from] TlsError),
@@ -129,13 +132,23 @@ impl Gateway {
     }
 
     /// Starts the workers (one thread and runtime per core, see [`crate::worker`]) and serves
-    /// connections until `shutdown` completes; then the workers stop, and their open sessions with them.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    /// connections until `shutdown` completes; then it tells the workers to stop, which drops their
+    /// open sessions, and returns without waiting for them.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Workers`] when a worker thread or runtime cannot be started.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
         let (stop, stopped) = watch::channel(false);
         let Gateway { listeners, tls, shared, .. } = self;
-        listeners.start(move |listener, stop| accept_loop(listener, tls.clone(), Arc::clone(&shared), stop), &stopped);
+        let started = listeners.start(move |listener, stop| accept_loop(listener, tls.clone(), Arc::clone(&shared), stop), &stopped);
+        if let Err(source) = started {
+            let _ = stop.send(true);
+            return Err(GatewayError::Workers(source));
+        }
         shutdown.await;
         let _ = stop.send(true);
+        Ok(())
     }
 }
 

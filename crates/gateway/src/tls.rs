@@ -19,20 +19,28 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Why the TLS identity could not be loaded. Each names the file at fault.
+/// The config keys of the two files, for messages.
+const CERTIFICATE_KEY: &str = "server.ssl.certificate";
+const KEY_KEY: &str = "server.ssl.certificateKey";
+
+/// Why the TLS identity could not be loaded. Each names the config key and the file at fault.
 #[derive(Debug, Error)]
 pub enum TlsError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("{key}: cannot read {path}: {source}")]
     Read {
+        /// The config key that names the file.
+        key: &'static str,
         /// The file.
         path: PathBuf,
         /// Why.
         source: io::Error,
     },
     /// The file holds no PEM block of the expected kind, or a malformed one.
-    #[error("{path}: no valid PEM {what} in it ({message})")]
+    #[error("{key}: {path}: no valid PEM {what} in it ({message})")]
     Pem {
+        /// The config key that names the file.
+        key: &'static str,
         /// The file.
         path: PathBuf,
         /// `certificate` or `private key`.
@@ -41,7 +49,7 @@ pub enum TlsError {
         message: String,
     },
     /// rustls refused the pair, e.g. a key that does not belong to the certificate.
-    #[error("{certificate} with key {key}: {source}")]
+    #[error("server.ssl.certificate {certificate} with server.ssl.certificateKey {key}: {source}")]
     Identity {
         /// The certificate file.
         certificate: PathBuf,
@@ -59,14 +67,14 @@ pub enum TlsError {
 ///
 /// [`TlsError`] naming the file that could not be used.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let certificate_pem = read(&files.certificate)?;
+    let certificate_pem = read(CERTIFICATE_KEY, &files.certificate)?;
     let certificates = CertificateDer::pem_slice_iter(&certificate_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| pem_error(&files.certificate, "certificate", &error))?;
+        .map_err(|error| pem_error(CERTIFICATE_KEY, &files.certificate, "certificate", error.to_string()))?;
     if certificates.is_empty() {
-        return Err(TlsError::Pem { path: files.certificate.clone(), what: "certificate", message: "the file is empty".into() });
+        return Err(pem_error(CERTIFICATE_KEY, &files.certificate, "certificate", "none found".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(|error| pem_error(&files.key, "private key", &error))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(KEY_KEY, &files.key)?).map_err(|error| pem_error(KEY_KEY, &files.key, "private key", error.to_string()))?;
     let identity_error = |source| TlsError::Identity { certificate: files.certificate.clone(), key: files.key.clone(), source };
     let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -78,10 +86,10 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { key, path: path.to_owned(), source })
 }
 
-fn pem_error(path: &Path, what: &'static str, error: &rustls::pki_types::pem::Error) -> TlsError {
-    TlsError::Pem { path: path.to_owned(), what, message: error.to_string() }
+fn pem_error(key: &'static str, path: &Path, what: &'static str, message: String) -> TlsError {
+    TlsError::Pem { key, path: path.to_owned(), what, message }
 }

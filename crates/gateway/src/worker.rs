@@ -2,10 +2,10 @@
 //! accepts on a listening socket of its own.
 //!
 //! All the sockets are bound to the gateway's one port with `SO_REUSEPORT`, so the kernel spreads
-//! new connections over them. A session then lives on the worker that accepted it, together with its
-//! service connection: no task is ever woken on another thread. Against one work-stealing runtime
-//! with as many threads, this measured 15–30 % more 64 B messages per second and a lower p99
-//! (BENCHMARKS.md).
+//! new connections over them. A WebSocket session then lives on the worker that accepted it, together
+//! with its service connection, and is never woken on another thread (the HTTP proxy's pooled
+//! connections are shared by all workers). Against one work-stealing runtime with as many threads,
+//! this measured 13–43 % more 64 B messages per second and a lower p99 (BENCHMARKS.md).
 
 use std::future::Future;
 use std::io;
@@ -27,7 +27,10 @@ impl Listeners {
     /// Binds one socket per core to `address` (port 0: one port the kernel picks for all).
     ///
     /// A plain bind comes first: it fails when anything listens on the port already, so a second
-    /// gateway started by mistake cannot silently share the port through `SO_REUSEPORT`.
+    /// gateway started by mistake cannot silently share the port through `SO_REUSEPORT`. Two gateways
+    /// started in the same instant could still both pass it, and a process of the same user that
+    /// binds with `SO_REUSEPORT` later would get a share of the connections: that is inherent to the
+    /// option.
     pub(crate) fn bind(address: SocketAddr) -> io::Result<Listeners> {
         let address = std::net::TcpListener::bind(address)?.local_addr()?;
         let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
@@ -41,7 +44,12 @@ impl Listeners {
     }
 
     /// Starts a worker per socket, each running `accept_loop` on its socket until `stop` turns true.
-    pub(crate) fn start<F, Fut>(self, accept_loop: F, stop: &watch::Receiver<bool>)
+    ///
+    /// # Errors
+    ///
+    /// When a worker's runtime or thread cannot be made. Workers started before then stop with
+    /// `stop`; the sockets of the others are closed.
+    pub(crate) fn start<F, Fut>(self, accept_loop: F, stop: &watch::Receiver<bool>) -> io::Result<()>
     where
         F: Fn(TcpListener, watch::Receiver<bool>) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()>,
@@ -49,23 +57,19 @@ impl Listeners {
         for (index, socket) in self.sockets.into_iter().enumerate() {
             let accept_loop = accept_loop.clone();
             let stop = stop.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let worker = move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(runtime) => runtime,
-                    // The socket closes with this closure: the kernel then sends its connections to the other workers.
-                    Err(error) => return error!(%error, worker = index, "cannot start the worker's runtime"),
-                };
                 runtime.block_on(async move {
                     match TcpListener::from_std(socket) {
                         Ok(listener) => accept_loop(listener, stop).await,
+                        // The socket closes here: the kernel then sends its connections to the other workers.
                         Err(error) => error!(%error, worker = index, "cannot register the listening socket"),
                     }
                 });
             };
-            if let Err(error) = std::thread::Builder::new().name(format!("wsgate-worker-{index}")).spawn(worker) {
-                error!(%error, worker = index, "cannot start a worker thread");
-            }
+            std::thread::Builder::new().name(format!("wsgate-worker-{index}")).spawn(worker)?;
         }
+        Ok(())
     }
 }
 
@@ -115,10 +119,11 @@ mod tests {
                 }
             },
             &stopped,
-        );
+        )
+        .unwrap();
         let mut threads = std::collections::HashSet::new();
         // The kernel spreads connections by their address hash: enough of them reach every worker.
-        for _ in 0..200 {
+        for _ in 0..100 * workers {
             let _ = tokio::net::TcpStream::connect(address).await.unwrap();
             threads.insert(accepted.recv().await.unwrap());
             if threads.len() == workers {

@@ -64,10 +64,10 @@ pub(crate) async fn run(address: IpAddr, port: u16) -> Result<(), Failure> {
             format!("     http://{host}:{}/{SERVICE_ID}/api/v1/greeting?name=you", at.port()),
             format!("     http://{host}:{}/{SERVICE_ID}/ui/v1/", at.port()),
             format!("     http://{host}:{}/application/websockets       (open sessions)", at.port()),
-            "(plain ws/http for now: TLS arrives with a later version)".to_owned(),
+            "(plain ws/http: for wss/https, run `wsgate serve` with server.ssl; see the README)".to_owned(),
         ],
     );
-    gateway.serve(signal::stop()).await;
+    gateway.serve(signal::stop()).await.map_err(|error| Failure::Runtime(error.to_string()))?;
     let _ = stop_tx.send(true);
     Ok(())
 }

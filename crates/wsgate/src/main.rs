@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use wsgate_gateway::server::GatewayError;
 use wsgate_gateway::{Config, Gateway};
 
 /// Exit code for bad usage or configuration (sysexits `EX_USAGE`).
@@ -81,9 +82,13 @@ async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref(), std::env::vars()).map_err(|error| Failure::Usage(error.to_string()))?;
-            let gateway = Gateway::bind(config).await.map_err(|error| Failure::Runtime(error.to_string()))?;
+            let gateway = Gateway::bind(config).await.map_err(|error| match error {
+                // A certificate or key that cannot be used is a configuration error like any other.
+                GatewayError::Tls(_) => Failure::Usage(error.to_string()),
+                GatewayError::Bind { .. } | GatewayError::Workers(_) => Failure::Runtime(error.to_string()),
+            })?;
             announce(&gateway, &[]);
-            gateway.serve(signal::stop()).await;
+            gateway.serve(signal::stop()).await.map_err(|error| Failure::Runtime(error.to_string()))?;
             Ok(())
         }
         Command::Demo { address, port } => demo::run(address, port).await,

@@ -75,6 +75,8 @@ impl AsyncRead for Reader<'_> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Reader::Tcp { early, reader } => {
+                // An empty `buf` would read as the end of the stream; the pumps never pass one.
+                debug_assert!(buf.remaining() > 0);
                 let Some(bytes) = early else {
                     return Pin::new(reader).poll_read(cx, buf);
                 };
