@@ -47,7 +47,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -660,20 +660,17 @@ def make_workloads(quick: bool, idle_sessions: int) -> list[Workload]:
     large = ["direct", "wsgate", "nginx", "nginx-64k", "haproxy"]
     tls = TLS_TARGETS
     s64, s16k, s1m, conc = (20, 20, 4, 10) if quick else (100, 100, 10, 50)
-    return [
+    echo = [
         Workload("echo-64", f"echo 64 B ×{s64}", "echo", "msgs_per_s", "msgs/s", True, base,
                  size=64, sessions=s64, measure_cpu=True),
         Workload("echo-16k", f"echo 16 KiB ×{s16k}", "echo", "mib_per_s", "MiB/s", True, large,
                  size=16384, sessions=s16k),
         Workload("echo-1m", f"echo 1 MiB ×{s1m}", "echo", "mib_per_s", "MiB/s", True, large,
                  size=1 << 20, sessions=s1m),
-        # The same echo workloads over wss: TLS on the client leg, plain ws from the proxy to the echo backend.
-        Workload("echo-64-tls", f"wss echo 64 B ×{s64}", "echo", "msgs_per_s", "msgs/s", True, tls,
-                 size=64, sessions=s64, measure_cpu=True),
-        Workload("echo-16k-tls", f"wss echo 16 KiB ×{s16k}", "echo", "mib_per_s", "MiB/s", True, tls,
-                 size=16384, sessions=s16k),
-        Workload("echo-1m-tls", f"wss echo 1 MiB ×{s1m}", "echo", "mib_per_s", "MiB/s", True, tls,
-                 size=1 << 20, sessions=s1m),
+    ]
+    # The same echo workloads over wss: TLS on the client leg, plain ws from the proxy to the echo backend.
+    over_tls = [replace(w, key=f"{w.key}-tls", title=f"wss {w.title}", targets=tls) for w in echo]
+    return echo + over_tls + [
         Workload("connect", f"handshakes, concurrency {conc}", "connect", "sessions_per_s", "sessions/s", True, base,
                  concurrency=conc),
         Workload("p99-rate", f"p99, 64 B ×{s64} at a fixed rate", "echo", "p99_us", "µs p99",

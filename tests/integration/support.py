@@ -216,6 +216,21 @@ class Gateway:
         return f"ws://{HOST}:{self.port}"
 
 
+def serve_until_exit(tmp_path: Path, config: dict | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs `wsgate serve` with `config` (written into `tmp_path`) for a configuration that must make
+    it exit at start; returns the finished process."""
+    path = tmp_path / "wsgate.yaml"
+    path.write_text(config if isinstance(config, str) else to_yaml(config))
+    return subprocess.run(
+        [str(binary("wsgate")), "serve", "--config", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=20,
+        env=child_env(env),
+        cwd=tmp_path,
+    )
+
+
 def start_gateway(log_dir: Path, name: str, config: dict, env: dict[str, str] | None = None) -> Gateway:
     path = log_dir / f"{name}.yaml"
     path.write_text(to_yaml(config))

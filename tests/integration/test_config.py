@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-
-from support import binary, child_env, gateway_config, to_yaml
-
-
-def serve(tmp_path, config: dict | str, env=None):
-    path = tmp_path / "bad.yaml"
-    path.write_text(config if isinstance(config, str) else to_yaml(config))
-    return subprocess.run(
-        [str(binary("wsgate")), "serve", "--config", str(path)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=20,
-        env=child_env(env),
-        cwd=tmp_path,
-    )
+from support import gateway_config
+from support import serve_until_exit as serve
 
 
 def test_unknown_key_exits_64_naming_the_key(tmp_path):

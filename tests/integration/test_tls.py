@@ -10,12 +10,12 @@ import http.client
 import json
 import socket
 import ssl
-import subprocess
 
 import pytest
 import trustme
 
-from support import HOST, binary, child_env, connect, demo_routes, gateway_config, recv, run, service, start_gateway, to_yaml
+from support import HOST, binary, connect, demo_routes, gateway_config, recv, run, service, start_gateway, to_yaml
+from support import serve_until_exit as serve
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,10 @@ def wss(gateway, path):
     return f"wss://{HOST}:{gateway.port}{path}"
 
 
-def test_wss_session_reaches_a_ws_service(tls_gateway, client_context):
+def assert_wss_uppercase(gateway, context):
+    """A small and a 1 MiB message through a wss session to the demo's uppercase endpoint."""
     async def session():
-        async with connect(wss(tls_gateway, "/discoverableclient/ws/v1/uppercase"), ssl=client_context) as ws:
+        async with connect(wss(gateway, "/discoverableclient/ws/v1/uppercase"), ssl=context) as ws:
             await ws.send("over tls")
             assert await recv(ws) == "OVER TLS"
             big = "x" * (1 << 20)
@@ -67,6 +68,10 @@ def test_wss_session_reaches_a_ws_service(tls_gateway, client_context):
             assert await recv(ws) == big.upper()
 
     run(session())
+
+
+def test_wss_session_reaches_a_ws_service(tls_gateway, client_context):
+    assert_wss_uppercase(tls_gateway, client_context)
 
 
 def test_wss_service_sees_https_as_forwarded_proto(tls_gateway, client_context):
@@ -111,7 +116,7 @@ def test_plain_http_and_garbage_on_the_tls_port_are_dropped_and_serving_goes_on(
             # Nothing readable as HTTP comes back: at most a TLS alert record (content type 21).
             assert not received.startswith(b"HTTP/"), received[:80]
             assert received == b"" or received[0] == 21, received[:80]
-    test_wss_session_reaches_a_ws_service(tls_gateway, client_context)
+    assert_wss_uppercase(tls_gateway, client_context)
 
 
 def test_client_not_trusting_the_ca_fails_its_handshake(tls_gateway):
@@ -124,15 +129,6 @@ def test_client_not_trusting_the_ca_fails_its_handshake(tls_gateway):
 
     with pytest.raises(ssl.SSLCertVerificationError):
         run(session())
-
-
-def serve(tmp_path, config: dict):
-    path = tmp_path / "wsgate.yaml"
-    path.write_text(to_yaml(config))
-    return subprocess.run(
-        [str(binary("wsgate")), "serve", "--config", str(path)],
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=20, env=child_env(), cwd=tmp_path,
-    )
 
 
 def test_missing_certificate_file_is_a_start_up_error_naming_it(tmp_path, tls_dir):

@@ -46,10 +46,9 @@ pub struct EchoServerArgs {
     pub threads: u16,
 }
 
-/// Options of `echo`.
+/// The endpoint options every client workload has.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("length").required(true).args(["duration", "count"])))]
-pub struct EchoArgs {
+pub struct EndpointArgs {
     /// The endpoint, `ws://HOST:PORT/PATH` or `wss://HOST:PORT/PATH` (with --ca).
     #[arg(long, value_parser = parse_url)]
     pub url: WsUrl,
@@ -57,6 +56,15 @@ pub struct EchoArgs {
     /// certificate must chain to one of them and name the URL's host. No system roots are used.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+}
+
+/// Options of `echo`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("length").required(true).args(["duration", "count"])))]
+pub struct EchoArgs {
+    /// The endpoint and, for wss, the CA file.
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     /// Number of sessions, all opened before the first message.
     #[arg(long, value_parser = parse_positive)]
     pub sessions: u64,
@@ -88,13 +96,9 @@ pub struct EchoArgs {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("length").required(true).args(["duration", "count"])))]
 pub struct ConnectArgs {
-    /// The endpoint, `ws://HOST:PORT/PATH` or `wss://HOST:PORT/PATH` (with --ca).
-    #[arg(long, value_parser = parse_url)]
-    pub url: WsUrl,
-    /// For a `wss://` URL (required there): PEM file of the CA certificates to trust; the server's
-    /// certificate must chain to one of them and name the URL's host. No system roots are used.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
+    /// The endpoint and, for wss, the CA file.
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     /// Number of workers, each opening and closing one session at a time.
     #[arg(long, value_parser = parse_positive)]
     pub concurrency: u64,
@@ -112,13 +116,9 @@ pub struct ConnectArgs {
 /// Options of `idle`.
 #[derive(Debug, Args)]
 pub struct IdleArgs {
-    /// The endpoint, `ws://HOST:PORT/PATH` or `wss://HOST:PORT/PATH` (with --ca).
-    #[arg(long, value_parser = parse_url)]
-    pub url: WsUrl,
-    /// For a `wss://` URL (required there): PEM file of the CA certificates to trust; the server's
-    /// certificate must chain to one of them and name the URL's host. No system roots are used.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
+    /// The endpoint and, for wss, the CA file.
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     /// Number of sessions to open and hold.
     #[arg(long, value_parser = parse_positive)]
     pub sessions: u64,
@@ -257,7 +257,7 @@ mod tests {
         let argv = ["wsgate-bench", "connect", "--url", "wss://localhost:8443/", "--ca", "ca.pem", "--concurrency", "1", "--count", "1"];
         let cli = Cli::try_parse_from(argv).unwrap();
         let Command::Connect(args) = cli.command else { panic!("not connect") };
-        assert!(args.url.is_tls());
-        assert_eq!(args.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert!(args.endpoint.url.is_tls());
+        assert_eq!(args.endpoint.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
     }
 }

@@ -48,7 +48,7 @@ impl Shared {
 /// [`RunError::Usage`] when the TLS options do not fit the URL (see [`Target::resolve`]);
 /// [`RunError::Failed`] when the URL does not resolve.
 pub async fn run(args: &ConnectArgs) -> Result<Report, RunError> {
-    let target = Target::resolve(&args.url, args.ca.as_deref()).await?;
+    let target = Target::resolve(&args.endpoint.url, args.endpoint.ca.as_deref()).await?;
     let start = Instant::now();
     let shared = Arc::new(Shared {
         target,
@@ -78,7 +78,7 @@ pub async fn run(args: &ConnectArgs) -> Result<Report, RunError> {
     errors += shared.errors.load(Ordering::Relaxed);
 
     Ok(Report::new("connect")
-        .str("url", args.url.as_str())
+        .str("url", args.endpoint.url.as_str())
         .int("concurrency", args.concurrency)
         .float("duration_s", elapsed, 3)
         .int("sessions", sessions)

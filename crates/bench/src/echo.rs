@@ -82,11 +82,11 @@ struct SessionResult {
 /// [`RunError::Usage`] when the TLS options do not fit the URL (see [`Target::resolve`]);
 /// [`RunError::Failed`] when the URL does not resolve.
 pub async fn run(args: &EchoArgs) -> Result<Report, RunError> {
-    let target = Arc::new(Target::resolve(&args.url, args.ca.as_deref()).await?);
+    let target = Arc::new(Target::resolve(&args.endpoint.url, args.endpoint.ca.as_deref()).await?);
     let size = usize::try_from(args.size).map_err(|_| RunError::Usage("--size is too large".into()))?;
     let text = !args.binary;
     let base = Report::new("echo")
-        .str("url", args.url.as_str())
+        .str("url", args.endpoint.url.as_str())
         .int("sessions", args.sessions)
         .int("size", args.size)
         .field("binary", Value::Bool(args.binary))

@@ -62,7 +62,7 @@ pub async fn run(args: &IdleArgs) -> Result<Report, RunError> {
     let in_use = process::open_fds().map_err(|e| RunError::Failed(format!("cannot count open files: {e}")))?;
     check_fd_budget(args.sessions, in_use, limit).map_err(RunError::Usage)?;
 
-    let target = Target::resolve(&args.url, args.ca.as_deref()).await?;
+    let target = Target::resolve(&args.endpoint.url, args.endpoint.ca.as_deref()).await?;
     let spread = matches!(target.addr().ip(), IpAddr::V4(ip) if ip.is_loopback());
     let rss = |pid: u32| process::rss_kib(pid).map_err(|e| RunError::Failed(format!("cannot read the RSS of {pid}: {e}")));
     let rss_before = args.pid.map(rss).transpose()?;
@@ -120,7 +120,7 @@ pub async fn run(args: &IdleArgs) -> Result<Report, RunError> {
         _ => Value::Null,
     };
     Ok(Report::new("idle")
-        .str("url", args.url.as_str())
+        .str("url", args.endpoint.url.as_str())
         .int("sessions", args.sessions)
         .int("opened", opened)
         .opt_int("pid", args.pid.map(u64::from))

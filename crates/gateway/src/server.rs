@@ -13,11 +13,11 @@ use http::{header, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::ServerConfig;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -69,14 +69,15 @@ pub(crate) struct Shared {
     pub(crate) proxy: HttpProxy,
     pub(crate) buffers: BufferPool,
     port: u16,
-    /// `https` when clients connect over TLS, else `http`.
-    scheme: &'static str,
+    /// The client-facing TLS configuration; `None` serves plain ws and http.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Shared {
     /// The `X-Forwarded-*` facts of a request from `client`.
     pub(crate) fn forwarded<B>(&self, client: SocketAddr, request: &Request<B>) -> Forwarded {
-        Forwarded { client, proto: self.scheme, host: request.headers().get(header::HOST).cloned(), port: self.port }
+        let proto = if self.tls.is_some() { "https" } else { "http" };
+        Forwarded { client, proto, host: request.headers().get(header::HOST).cloned(), port: self.port }
     }
 }
 
@@ -84,7 +85,6 @@ impl Shared {
 #[derive(Debug)]
 pub struct Gateway {
     listeners: Listeners,
-    tls: Option<Arc<ServerConfig>>,
     shared: Arc<Shared>,
     directory: Arc<ServiceDirectory>,
 }
@@ -111,9 +111,9 @@ impl Gateway {
             buffers: BufferPool::default(),
             websocket: config.websocket,
             port,
-            scheme: if tls.is_some() { "https" } else { "http" },
+            tls,
         };
-        Ok(Gateway { listeners, tls, shared: Arc::new(shared), directory })
+        Ok(Gateway { listeners, shared: Arc::new(shared), directory })
     }
 
     /// The address the gateway listens on.
@@ -140,8 +140,8 @@ impl Gateway {
     /// [`GatewayError::Workers`] when a worker thread or runtime cannot be started.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
         let (stop, stopped) = watch::channel(false);
-        let Gateway { listeners, tls, shared, .. } = self;
-        let started = listeners.start(move |listener, stop| accept_loop(listener, tls.clone(), Arc::clone(&shared), stop), &stopped);
+        let Gateway { listeners, shared, .. } = self;
+        let started = listeners.start(move |listener, stop| accept_loop(listener, Arc::clone(&shared), stop), &stopped);
         if let Err(source) = started {
             let _ = stop.send(true);
             return Err(GatewayError::Workers(source));
@@ -153,7 +153,7 @@ impl Gateway {
 }
 
 /// One worker's accept loop: each connection gets a task on this worker, until `stop` turns true.
-async fn accept_loop(listener: TcpListener, tls: Option<Arc<ServerConfig>>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         let (stream, client) = tokio::select! {
             // A dropped sender stops the worker too.
@@ -170,7 +170,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<Arc<ServerConfig>>, shar
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
-        match &tls {
+        match &shared.tls {
             None => drop(tokio::spawn(serve_http(shared, client, stream))),
             Some(tls) => {
                 let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(stream);
