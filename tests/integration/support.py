@@ -506,7 +506,8 @@ class RawUpstream:
 
     It answers every handshake with 101, then sends one *masked* text frame
     (servers must not mask) and records the close frame it gets back, keyed by
-    request path.
+    request path. Path segments `garbage` (an SSH banner instead of HTTP) and
+    `hugehead` (a 101 whose head never ends within 100 KiB) break the handshake itself.
     """
 
     def __init__(self) -> None:
@@ -541,6 +542,13 @@ class RawUpstream:
             head, rest = buf.split(b"\r\n\r\n", 1)
             lines = head.decode("latin-1").split("\r\n")
             path = lines[0].split(" ")[1]
+            segments = path.split("?", 1)[0].split("/")
+            if "garbage" in segments:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+                return
+            if "hugehead" in segments:
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Filler: " + b"a" * 100 * 1024)
+                return
             key = next(l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("sec-websocket-key:"))
             conn.sendall(
                 (

@@ -168,7 +168,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         match &shared.tls {
             None => drop(tokio::spawn(serve_http(shared, client, stream))),

@@ -77,6 +77,9 @@ fn reuse_port_listener(address: SocketAddr) -> io::Result<std::net::TcpListener>
     let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
+    // Accepted connections inherit TCP_NODELAY from the listener (Linux): relayed frames are sent
+    // whole, without a setsockopt per connection.
+    socket.set_nodelay(true)?;
     socket.bind(address)?;
     // From here on the socket is std's: it is registered with a runtime only inside its worker.
     let listener = socket.listen(1024)?.into_std()?;
@@ -111,7 +114,7 @@ mod tests {
                         tokio::select! {
                             _ = stop.wait_for(|s| *s) => return,
                             Ok((stream, _)) = listener.accept() => {
-                                let _ = accepted_tx.send(std::thread::current().name().map(str::to_owned));
+                                let _ = accepted_tx.send((std::thread::current().name().map(str::to_owned), stream.nodelay().ok()));
                                 drop(stream);
                             }
                         }
@@ -125,7 +128,9 @@ mod tests {
         // The kernel spreads connections by their address hash: enough of them reach every worker.
         for _ in 0..100 * workers {
             let _ = tokio::net::TcpStream::connect(address).await.unwrap();
-            threads.insert(accepted.recv().await.unwrap());
+            let (thread, nodelay) = accepted.recv().await.unwrap();
+            assert_eq!(nodelay, Some(true), "accepted connections inherit TCP_NODELAY");
+            threads.insert(thread);
             if threads.len() == workers {
                 break;
             }

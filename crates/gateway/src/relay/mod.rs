@@ -14,7 +14,7 @@
 //! | per session | cost |
 //! | --- | --- |
 //! | buffers, idle or small messages | 2 × 256 bytes inline in the session's task, no heap buffer |
-//! | connections | plain TCP sockets taken out of hyper's upgrade object and split by reference: no lock per read or write, no heap object per peer |
+//! | connections | plain TCP sockets (the client's taken out of hyper's upgrade object, the service's never in one) split by reference: no lock per read or write, no heap object per peer |
 //! | buffers, during a burst of large frames | a pooled 256 KiB buffer per busy direction, returned when a read smaller than 256 bytes ends the burst |
 //! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
@@ -24,6 +24,7 @@ mod peer;
 mod pump;
 mod refuse;
 
+use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -83,8 +84,9 @@ pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits:
     let (ask_client_pump, client_pump_inbox) = oneshot::channel();
     // The pumps live here and their futures borrow them: a future that owned its pump would hold it
     // twice (rust-lang/rust#62958), which costs every session a few hundred bytes.
-    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, limits, pool);
-    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, limits, pool);
+    let inputs_ended = AtomicU8::new(0);
+    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, limits, pool, &inputs_ended);
+    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, limits, pool, &inputs_ended);
     let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump);
     let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump);
     tokio::pin!(upstream, downstream);

@@ -35,13 +35,15 @@ impl Peer {
     /// Takes over a connection hyper has upgraded.
     pub fn new(upgraded: Upgraded) -> Peer {
         match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => Peer::Tcp {
-                stream: parts.io.into_inner(),
-                // An empty view would still keep hyper's whole read buffer alive for the session.
-                early: (!parts.read_buf.is_empty()).then(|| Box::new(parts.read_buf)),
-            },
+            Ok(parts) => Peer::tcp(parts.io.into_inner(), parts.read_buf),
             Err(upgraded) => Peer::Other(TokioIo::new(upgraded)),
         }
+    }
+
+    /// A plain TCP connection, with the bytes already read from it past its handshake.
+    pub fn tcp(stream: TcpStream, early: Bytes) -> Peer {
+        // An empty view would still keep the whole handshake read buffer alive for the session.
+        Peer::Tcp { stream, early: (!early.is_empty()).then(|| Box::new(early)) }
     }
 
     /// The reading and the writing half, both borrowing the connection.

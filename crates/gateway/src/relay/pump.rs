@@ -1,5 +1,7 @@
 //! One direction of the relay: read, scan, write, repeat.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tracing::{debug, trace};
@@ -40,6 +42,8 @@ pub(super) struct Pump<'a, R, W> {
     /// Whether a close frame from the peer has passed, so the output has had its close: the gateway
     /// must not send another one there (RFC 6455 §5.5.1).
     close_seen: bool,
+    /// How many of the session's two inputs have ended, shared by both pumps.
+    inputs_ended: &'a AtomicU8,
 }
 
 impl<'a, R, W> Pump<'a, R, W>
@@ -54,6 +58,7 @@ where
         traffic: &'a Traffic,
         limits: Limits,
         pool: &'a BufferPool,
+        inputs_ended: &'a AtomicU8,
     ) -> Self {
         let origin = match direction {
             Direction::ClientToService => Origin::Client,
@@ -68,6 +73,7 @@ where
             scanner: FrameScanner::new(origin, limits.max_frame_size),
             buffer: RelayBuffer::new(pool),
             close_seen: false,
+            inputs_ended,
         }
     }
 
@@ -93,10 +99,15 @@ where
             };
             let read = match read {
                 Ok(0) | Err(_) if self.close_seen => {
-                    let _ = Box::pin(tokio::time::timeout(LINGER, self.writer.shutdown())).await;
+                    // Once the other input has ended too, both sockets are read to their end and
+                    // closing them sends the same FIN: a shutdown would be one more syscall.
+                    if self.input_ended() == 1 {
+                        let _ = Box::pin(tokio::time::timeout(LINGER, self.writer.shutdown())).await;
+                    }
                     return End::Closed;
                 }
                 Ok(0) | Err(_) => {
+                    self.input_ended();
                     debug!(direction, "peer vanished without a close frame");
                     Box::pin(self.close_output(failure::vanished(self.direction))).await;
                     return End::Vanished;
@@ -135,6 +146,12 @@ where
             }
             self.buffer.advance(read, scan.forward);
         }
+    }
+
+    /// Counts this pump's input as ended; returns how many inputs have ended, this one included.
+    fn input_ended(&self) -> u8 {
+        // Both pumps run in one task: the atomic only makes the session future `Send`.
+        self.inputs_ended.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Sends a close frame of the gateway's own on the output, if it is on a frame boundary and no

@@ -1,6 +1,8 @@
 //! Ending a session the gateway opened on one side only: a failure reported to the client
 //! (`close-code` mode, MISSION §2), or a service session whose client left before its upgrade.
 
+use std::sync::atomic::AtomicU8;
+
 use tokio::io::AsyncWriteExt;
 use wsgate_frame::{encode_close, MAX_CLOSE_FRAME_LEN};
 
@@ -19,7 +21,8 @@ pub async fn refuse(mut client: Peer, close: Close) {
     let limits = Limits { max_frame_size: u64::MAX };
     // A pump that reads the client's frames and whose output is the client itself.
     let pool = BufferPool::default();
-    let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), None, &traffic, limits, &pool);
+    let inputs_ended = AtomicU8::new(0);
+    let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), None, &traffic, limits, &pool, &inputs_ended);
     pump.close_output(close).await;
     pump.discard_until_close().await;
 }

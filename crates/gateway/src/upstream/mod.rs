@@ -1,16 +1,18 @@
 //! Opening the session to a service instance: TCP connect, then the upgrade request, within
 //! `connectTimeout`.
 
+mod head;
+
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Request;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 use tokio::net::TcpStream;
-use tracing::debug;
+
+pub use head::{HeadError, MAX_RESPONSE_HEAD};
 
 use crate::discovery::Instance;
 use crate::handshake::{self, Accepted, Offer, ServiceRefusal};
@@ -28,9 +30,9 @@ pub enum ConnectCause {
     /// Another socket error.
     #[error("{0}")]
     Io(io::Error),
-    /// The service did not speak HTTP/1.1.
-    #[error("{0}")]
-    Http(hyper::Error),
+    /// The service did not answer with an HTTP/1.1 response head.
+    #[error(transparent)]
+    Response(HeadError),
     /// The service answered, but did not open a session.
     #[error(transparent)]
     Refusal(ServiceRefusal),
@@ -71,11 +73,43 @@ pub struct OpenedSession {
     pub io: Peer,
 }
 
-/// Connects to the TCP port of `instance`, with `TCP_NODELAY` set: relayed frames are sent whole.
+impl From<HeadError> for ConnectCause {
+    fn from(error: HeadError) -> Self {
+        match error {
+            HeadError::Io(error) => ConnectCause::from(error),
+            other => ConnectCause::Response(other),
+        }
+    }
+}
+
+/// Starts a TCP connection to the port of `instance`, trying each of its addresses in turn, with
+/// `TCP_NODELAY` set: relayed frames are sent whole.
+///
+/// The connection may still be in progress when this returns: the first write waits for it and
+/// reports a refusal. That spares the readiness check a connect future would make on every session.
 pub async fn connect_tcp(instance: &Instance) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect((instance.host.as_str(), instance.port)).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    if let Ok(ip) = instance.host.parse::<IpAddr>() {
+        return start_connect(SocketAddr::new(ip, instance.port));
+    }
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host name has no address");
+    for address in tokio::net::lookup_host((instance.host.as_str(), instance.port)).await? {
+        match start_connect(address) {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
+fn start_connect(address: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&address.into()) {
+        Ok(()) => {}
+        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(error) => return Err(error),
+    }
+    TcpStream::from_std(socket.into())
 }
 
 /// Sends the upgrade `request` to `instance` and waits for a session, all within `timeout`.
@@ -92,18 +126,9 @@ pub async fn open_websocket(instance: &Instance, url: String, request: Request<(
 }
 
 async fn exchange(instance: &Instance, request: Request<()>, offer: &Offer) -> Result<OpenedSession, ConnectCause> {
-    let stream = connect_tcp(instance).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(ConnectCause::Http)?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            debug!(%error, "upstream handshake connection ended");
-        }
-    });
-    let response = sender.send_request(request.map(|()| Empty::new())).await.map_err(ConnectCause::Http)?;
+    let mut stream = connect_tcp(instance).await?;
+    head::write_request(&mut stream, &request).await?;
+    let (response, early) = head::read_response(&mut stream).await?;
     let accepted = handshake::check_service_response(offer, &response).map_err(ConnectCause::Refusal)?;
-    let upgraded = hyper::upgrade::on(response).await.map_err(ConnectCause::Http)?;
-    Ok(OpenedSession { accepted, io: Peer::new(upgraded) })
+    Ok(OpenedSession { accepted, io: Peer::tcp(stream, early) })
 }
