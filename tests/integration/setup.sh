@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the virtualenv for the integration suite and installs
-# tests/integration/requirements.txt into it.
+# tests/integration/requirements.txt into it, then the node packages of tests/integration/eureka
+# (eureka-js-client, from its package-lock.json) when they are missing.
 #   WSGATE_VENV   where the venv lives   [<repo>/.venv-test]
 #   PYTHON        interpreter to create it with [python3]
 set -euo pipefail
@@ -14,6 +15,14 @@ python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
     echo "setup.sh: creating venv at $venv" >&2
     "$python" -m venv "$venv"
+fi
+
+# npm ci only when the locked packages are not installed yet (same rule as tests/autobahn/run.sh).
+eureka="$here/eureka"
+if [ ! -f "$eureka/node_modules/eureka-js-client/package.json" ]; then
+    command -v npm >/dev/null || { echo "setup.sh: npm not found (needed for eureka-js-client)" >&2; exit 1; }
+    echo "setup.sh: npm ci in $eureka" >&2
+    (cd "$eureka" && npm ci --no-audit --no-fund --loglevel=error) >&2
 fi
 
 # The stamp holds the requirements that were installed last; reinstall only

@@ -1,0 +1,46 @@
+//! The registry's options. The listening port is the caller's (`discovery.embedded.port`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::allow::AllowList;
+
+/// Options of the embedded registry, with defaults chosen for a gateway routing live sessions.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Who may register, renew, cancel and change instances (POST, PUT, DELETE); others get 403.
+    /// Reads are open to anyone who can reach the port, as in Eureka (a second gateway following this
+    /// registry reads it). Default: loopback (`127.0.0.0/8`, `::1`).
+    pub allow: AllowList,
+    /// How often expired leases are evicted. Default 1 s: Java's 60 s would keep a dead instance's
+    /// routes for up to a minute after its lease ran out.
+    pub eviction_interval: Duration,
+    /// Whether self-preservation may stop expiry when renewals fall below the threshold (Java's
+    /// default, kept). Note the cost on small registries: with two instances and one dying, the
+    /// survivor's two renewals a minute do not exceed the threshold of three, so the dead one stays
+    /// registered; turn it off where a few instances come and go.
+    pub self_preservation: bool,
+    /// Java's `renewalPercentThreshold`: the share of expected renewals below which self-preservation
+    /// engages, and the share of the registry one eviction run must keep. Default 0.85.
+    pub renewal_percent_threshold: f64,
+    /// Where the registry's state is kept across restarts, if anywhere. Written atomically (temporary
+    /// file, then rename) shortly after each change, every few seconds while heartbeats arrive, and
+    /// on shutdown. Default: none.
+    pub state_file: Option<PathBuf>,
+    /// Largest accepted request body, before and after gzip decoding; larger ones get 413.
+    /// Default 1 MiB (a registration is about 2 KiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            allow: AllowList::loopback(),
+            eviction_interval: Duration::from_secs(1),
+            self_preservation: true,
+            renewal_percent_threshold: 0.85,
+            state_file: None,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}

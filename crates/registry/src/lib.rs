@@ -1,0 +1,29 @@
+//! wsgate's embedded Eureka-compatible service registry.
+//!
+//! # Brief overview
+//!
+//! - [`model`]: the Eureka data model, [`Instance`] inside [`Application`] inside [`Applications`].
+//! - [`codec`]: Eureka's JSON and XML, both ways, as real clients write and read them.
+//! - [`registry`]: the [`Registry`], which holds leases, applies Eureka's rules (status precedence,
+//!   expiry, eviction with self-preservation, deltas) and publishes every change as a new
+//!   [`Applications`] snapshot on a `watch` channel, from which the gateway builds its routes.
+//! - [`server`]: the Eureka REST API over HTTP/1.1 ([`server::serve`]), with the Java server's status
+//!   codes, content negotiation, gzip and an allow list for state changes.
+//! - [`config`]: [`RegistryConfig`], the registry's options and their defaults.
+//!
+//! The registry never imports the gateway: the gateway subscribes to [`Registry::subscribe`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod model;
+pub mod allow;
+pub mod config;
+pub mod registry;
+pub mod server;
+
+pub use allow::{AllowList, Cidr, CidrError};
+pub use config::RegistryConfig;
+pub use model::{ActionType, Application, Applications, DataCenterInfo, Instance, LeaseInfo, Metadata, PortInfo, Status};
+pub use registry::{LeaseError, Registry, StateFileError};

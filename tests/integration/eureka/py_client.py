@@ -1,0 +1,64 @@
+"""py-eureka-client (unmodified) against a Eureka registry.
+
+Registers APP with an instanceId and a 1 s heartbeat; the same timer fetches deltas, which the
+library reads as XML. Reports on stdout one JSON object a line:
+  {"event": "registered"}   {"event": "deregistered"}
+  {"event": "discovered", "instances": [{"instanceId": .., "port": .., "status": ..}]}  (DISCOVER's, on change)
+SIGTERM cancels the registration (DELETE) and exits.
+
+Usage: python py_client.py REGISTRY_URL APP PORT DISCOVER
+"""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+from py_eureka_client.eureka_client import EurekaClient
+
+
+def say(event: dict) -> None:
+    print(json.dumps(event), flush=True)
+
+
+async def main(url: str, app: str, port: int, discover: str) -> None:
+    client = EurekaClient(
+        eureka_server=url,
+        app_name=app,
+        instance_id=f"127.0.0.1:{app}:{port}",
+        instance_host="127.0.0.1",
+        instance_ip="127.0.0.1",
+        instance_port=port,
+        renewal_interval_in_secs=1,
+        duration_in_secs=5,
+        vip_adr=f"{app}.vip",
+        metadata={"apiml.routes.ws_v1.gatewayUrl": "ws/v1"},
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await client.start()
+    say({"event": "registered"})
+    last = None
+    while not stop.is_set():
+        instances = [
+            {"instanceId": i.instanceId, "port": i.port.port, "status": i.status}
+            for i in client.applications.get_application(discover).instances
+        ]
+        if instances != last:
+            last = instances
+            say({"event": "discovered", "instances": instances})
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=0.2)
+        except asyncio.TimeoutError:
+            pass
+    await client.stop()
+    say({"event": "deregistered"})
+    # The library's heartbeat thread never ends and registers again when it finds the client
+    # stopped; leave before it wakes up.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    registry_url, app_name, instance_port, discover_app = sys.argv[1:5]
+    asyncio.run(main(registry_url, app_name, int(instance_port), discover_app))
