@@ -2,7 +2,7 @@
 //!
 //! Parsing errors are clap errors, which exit with code 2 ([`crate::EXIT_USAGE`]).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Opens N idle sessions and holds them; reports the RSS of a process before and after.
     Idle(IdleArgs),
+    /// A TCP relay that only copies bytes to --upstream: the floor of any proxy; runs until SIGTERM or Ctrl-C.
+    Pipe(PipeArgs),
 }
 
 /// Options of `echo-server`.
@@ -42,6 +44,23 @@ pub struct EchoServerArgs {
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// Worker threads, each running its own single-threaded runtime.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
+}
+
+/// Options of `pipe`.
+#[derive(Debug, Args)]
+pub struct PipeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: IpAddr,
+    /// Port to listen on (0: any free port, printed on stdout).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Where every connection is relayed to, `IP:PORT`.
+    #[arg(long)]
+    pub upstream: SocketAddr,
+    /// Worker threads, each running its own single-threaded runtime and listening socket.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
 }

@@ -101,7 +101,8 @@ async fn accept_loop(listener: std::net::TcpListener, workers: Vec<Handle>) -> i
     }
 }
 
-fn is_transient_accept_error(e: &io::Error) -> bool {
+/// Whether a failed `accept` is worth retrying (the listener itself is fine).
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
@@ -124,7 +125,8 @@ async fn serve(stream: std::net::TcpStream) {
     }
 }
 
-async fn wait_for_shutdown() -> io::Result<()> {
+/// Waits for SIGTERM or Ctrl-C.
+pub(crate) async fn wait_for_shutdown() -> io::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}

@@ -9,6 +9,8 @@
 //!   every echoed byte checked, round-trip latency in an HDR histogram.
 //! - [`connect`]: handshake rate, C workers opening and cleanly closing sessions in a loop.
 //! - [`idle`]: N idle sessions held open, with the target process's RSS read from `/proc`.
+//! - [`pipe`]: the floor of a proxy, a TCP relay that only copies bytes (no HTTP, no frames), to
+//!   show what any proxy pays to the kernel for its second connection.
 //! - [`report`]: one ordered list of fields per run, printed as a human table or one JSON line.
 //!
 //! The supporting pieces are [`cli`] (what was typed, with duration and size parsing),
@@ -25,6 +27,7 @@ pub mod echo_server;
 pub mod idle;
 pub mod latency;
 pub mod payload;
+pub mod pipe;
 pub mod process;
 pub mod report;
 pub mod target;

@@ -4,7 +4,7 @@
 use clap::Parser;
 use wsgate_bench::cli::{Cli, Command};
 use wsgate_bench::report::{Report, Value};
-use wsgate_bench::{connect, echo, echo_server, idle, RunError, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
+use wsgate_bench::{connect, echo, echo_server, idle, pipe, RunError, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
 
 fn main() {
     // Usage errors exit with 2 here (clap's convention); --help and --version with 0.
@@ -13,11 +13,16 @@ fn main() {
 }
 
 fn run(command: Command) -> i32 {
-    if let Command::EchoServer(args) = &command {
-        return match echo_server::run(args) {
+    let server = match &command {
+        Command::EchoServer(args) => Some(("echo-server", echo_server::run(args))),
+        Command::Pipe(args) => Some(("pipe", pipe::run(args))),
+        _ => None,
+    };
+    if let Some((name, outcome)) = server {
+        return match outcome {
             Ok(()) => EXIT_OK,
             Err(e) => {
-                eprintln!("wsgate-bench echo-server: {e}");
+                eprintln!("wsgate-bench {name}: {e}");
                 EXIT_ERRORS
             }
         };
@@ -36,7 +41,7 @@ fn run(command: Command) -> i32 {
             Command::Echo(args) => (echo::run(args).await, args.json),
             Command::Connect(args) => (connect::run(args).await, args.json),
             Command::Idle(args) => (idle::run(args).await, args.json),
-            Command::EchoServer(_) => unreachable!("handled above"),
+            Command::EchoServer(_) | Command::Pipe(_) => unreachable!("handled above"),
         }
     });
     // Sessions still closing in the background must not hold the process.
