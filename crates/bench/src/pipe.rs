@@ -31,9 +31,14 @@ const BUFFER: usize = 256 * 1024;
 pub fn run(args: &PipeArgs) -> io::Result<()> {
     // A plain bind first picks the port (port 0) that every worker's socket then shares.
     let address = std::net::TcpListener::bind(SocketAddr::new(args.address, args.port))?.local_addr()?;
-    let sockets = (0..args.threads).map(|_| reuse_port_listener(address)).collect::<io::Result<Vec<_>>>()?;
-    for (index, socket) in sockets.into_iter().enumerate() {
+    for index in 0..args.threads {
         let runtime = Builder::new_current_thread().enable_all().build()?;
+        // tokio makes a listening socket only inside a runtime; it is bound here, so a bind error
+        // stops the start.
+        let socket = {
+            let _inside = runtime.enter();
+            reuse_port_listener(address)?
+        };
         let upstream = args.upstream;
         thread::Builder::new().name(format!("pipe-worker-{index}")).spawn(move || {
             runtime.block_on(async move {
