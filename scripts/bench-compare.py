@@ -11,7 +11,9 @@ What it does, in order:
   2. cargo build --release -p wsgate -p wsgate-bench (skipped with --no-build);
   3. makes a test CA and a certificate for localhost / 127.0.0.1 (ECDSA P-256, openssl) under
      target/bench/run/tls/, then starts, on 127.0.0.1 and free ports chosen now: the echo backend
-     (wsgate-bench echo-server --threads 2), wsgate (a static service `echo` routed at /echo/ws/v1/), a second
+     (wsgate-bench echo-server --threads 2), "pipe" (wsgate-bench pipe --threads 2: a TCP relay to the echo
+     backend that only copies bytes, the floor of any proxy, measured as a reference and never counted as a
+     proxy), wsgate (a static service `echo` routed at /echo/ws/v1/), a second
      wsgate with TLS towards clients ("wsgate-tls"), nginx (2 worker processes; a second server block with
      proxy_buffer_size 64k, "nginx-64k", and a third with the same tuning and `listen ... ssl`, "nginx-tls") and
      HAProxy (mode http, nbthread 2; a second frontend with `bind ... ssl`, "haproxy-tls"), each in the foreground
@@ -59,13 +61,18 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/us
 # leak from the caller's shell into the gateway under test.
 WSGATE_ENV_PREFIXES = ("SERVER_", "DISCOVERY_", "SERVICES", "EUREKA_")
 
-PLAIN_TARGETS = ["direct", "wsgate", "nginx", "nginx-64k", "haproxy"]
+# "pipe" is a reference, not a proxy: wsgate-bench pipe, a TCP relay that copies bytes to the echo backend and parses
+# nothing (a second TCP connection per session, two more socket reads and writes per round trip). What it costs is the
+# floor any proxy pays on this machine; it never counts as "best proxy", and it is not run for idle memory (its
+# 512 KiB of buffers per session make a floor meaningless) nor over wss.
+FLOOR = "pipe"
+PLAIN_TARGETS = ["direct", FLOOR, "wsgate", "nginx", "nginx-64k", "haproxy"]
 # TLS on the client leg, plain ws to the echo backend. There is no direct TLS baseline (the echo backend does not
 # speak TLS), so these are compared with nginx-tls.
 TLS_TARGETS = ["wsgate-tls", "nginx-tls", "haproxy-tls"]
 TARGET_ORDER = PLAIN_TARGETS + TLS_TARGETS
 # The process serving each target that is not a process of its own: one nginx serves nginx, nginx-64k and
-# nginx-tls; one HAProxy haproxy and haproxy-tls. wsgate-tls is a wsgate process of its own.
+# nginx-tls; one HAProxy haproxy and haproxy-tls. wsgate-tls is a wsgate process of its own, pipe a wsgate-bench one.
 OWNER = {"nginx-64k": "nginx", "nginx-tls": "nginx", "haproxy-tls": "haproxy"}
 
 
@@ -382,7 +389,8 @@ def make_certificates(d: Path) -> Certificates:
 
 
 class Lab:
-    """The echo backend and the proxies (wsgate twice: ws and wss), with their config files under run_dir."""
+    """The echo backend, the pipe relay and the proxies (wsgate twice: ws and wss), with their config files under
+    run_dir."""
 
     def __init__(self, run_dir: Path, bench: str, wsgate: str):
         self.dir = run_dir
@@ -405,6 +413,18 @@ class Lab:
         proc = spawn(argv, log_path=path, env=self.child_env, stdout_pipe=True)
         self.echo_port = read_listening_line(proc, r"echo-server listening on [^\s:]+:(\d+)", path, 30)
         self.procs["direct"] = proc
+
+    def pipe_argv(self, port: int = 0) -> list[str]:
+        """The pipe relay: wsgate-bench pipe, 2 worker threads like the proxies, to the echo backend."""
+        return [self.bench, "pipe", "--address", "127.0.0.1", "--port", str(port),
+                "--upstream", f"127.0.0.1:{self.echo_port}", "--threads", "2"]
+
+    def start_pipe(self) -> None:
+        """Starts the pipe relay (after the echo backend, whose port it needs) on a free port."""
+        path = self.dir / "pipe.log"
+        proc = spawn(self.pipe_argv(), log_path=path, env=self.child_env, stdout_pipe=True)
+        self.ports[FLOOR] = read_listening_line(proc, r"pipe listening on [^\s:]+:(\d+)", path, 30)
+        self.procs[FLOOR] = proc
 
     def start_wsgate(self, name: str = "wsgate") -> None:
         """Starts wsgate ("wsgate": plain ws; "wsgate-tls": TLS towards clients, plain ws to the backend)."""
@@ -567,18 +587,19 @@ backend echo
 
     def start_all(self) -> None:
         self.start_echo()
+        self.start_pipe()
         self.start_wsgate()
         self.start_wsgate_tls()
         self.start_nginx()
         self.start_haproxy()
 
     def restart(self, target: str) -> None:
-        """A fresh process for `target` (the echo backend for direct), on the same port (wsgate: a new one)."""
+        """A fresh process for `target` (the echo backend for direct), on the same port (wsgate, pipe: a new one)."""
         proc = self.procs.get(owner(target))
         if proc is not None:
             stop(proc)
-        {"direct": self.start_echo, "wsgate": self.start_wsgate, "wsgate-tls": self.start_wsgate_tls,
-         "nginx": self.start_nginx, "haproxy": self.start_haproxy}[owner(target)]()
+        {"direct": self.start_echo, FLOOR: self.start_pipe, "wsgate": self.start_wsgate,
+         "wsgate-tls": self.start_wsgate_tls, "nginx": self.start_nginx, "haproxy": self.start_haproxy}[owner(target)]()
 
     def alive(self, target: str) -> bool:
         return self.procs[owner(target)].poll() is None
@@ -603,7 +624,8 @@ backend echo
         return str(self.certs.ca) if target in TLS_TARGETS else None
 
     def cpu_pids(self, target: str) -> list[int]:
-        """The processes whose CPU a run through `target` costs (direct: none but the backend's, kept apart)."""
+        """The processes whose CPU a run through `target` costs (direct: none but the backend's, kept apart; pipe:
+        the relay's one process, read like wsgate's)."""
         if target == "direct":
             return []
         if owner(target) == "nginx":
@@ -656,8 +678,10 @@ class Settings:
 
 
 def make_workloads(quick: bool, idle_sessions: int) -> list[Workload]:
-    base = ["direct", "wsgate", "nginx", "haproxy"]
-    large = ["direct", "wsgate", "nginx", "nginx-64k", "haproxy"]
+    # pipe, the floor, right after direct in the plain workloads; not for idle memory, not over wss.
+    base = ["direct", FLOOR, "wsgate", "nginx", "haproxy"]
+    large = ["direct", FLOOR, "wsgate", "nginx", "nginx-64k", "haproxy"]
+    idle = [t for t in base if t != FLOOR]
     tls = TLS_TARGETS
     s64, s16k, s1m, conc = (20, 20, 4, 10) if quick else (100, 100, 10, 50)
     echo = [
@@ -675,7 +699,7 @@ def make_workloads(quick: bool, idle_sessions: int) -> list[Workload]:
                  concurrency=conc),
         Workload("p99-rate", f"p99, 64 B ×{s64} at a fixed rate", "echo", "p99_us", "µs p99",
                  False, base, size=64, sessions=s64),
-        Workload("idle", f"RSS per session, {idle_sessions} idle", "idle", "bytes_per_session", "B/session", False, base,
+        Workload("idle", f"RSS per session, {idle_sessions} idle", "idle", "bytes_per_session", "B/session", False, idle,
                  sessions=idle_sessions),
     ]
 
@@ -890,6 +914,20 @@ class Goal:
     row: str
     text: str
     check: object  # callable(rows) -> (bool | None, str)
+    # callable(rows) -> str | None: what pipe, the floor of any proxy, reaches on the goal's own measure. Extra
+    # information beside the verdict; it never changes the verdict.
+    floor: object = None
+
+
+def floor_text(value: str, reachable: bool, beaten_by: tuple[str, str] | None = None) -> str:
+    """The floor beside a goal's verdict: pipe's figure, and whether the goal lies within it. `beaten_by` (a proxy and
+    its figure) when a proxy did better than pipe on the row: pipe is then no floor there, and the text says so
+    rather than call the goal out of reach."""
+    if reachable:
+        return f"pipe {value}: reachable"
+    if beaten_by is not None:
+        return f"pipe {value}, short of the goal, but {beaten_by[0]} did better ({beaten_by[1]}): no floor in this run"
+    return f"pipe {value} — the goal is beyond the floor: out of reach of any proxy here"
 
 
 def goals() -> list[Goal]:
@@ -904,6 +942,31 @@ def goals() -> list[Goal]:
                 return None, "not measured"
             return ratio >= minimum, f"{ratio:.2f} × direct"
         return check
+
+    def floor_of(key, limit, higher=True, unit="× direct"):
+        """pipe's figure on the goal's row (median ÷ direct's, or with unit "µs" the median itself: CPU per round
+        trip, read from /proc for the relay exactly as for the proxies) against the goal's limit."""
+        def floor(rows):
+            row = by(rows, key)
+            if row is None:
+                return None
+
+            def value_of(target):
+                return row.medians.get(target) if unit == "µs" else row.ratio(target, "direct")
+
+            def better(a, b):
+                return a > b if higher else a < b
+
+            def fmt(value):
+                return f"{value:.2f} {unit}"
+
+            pipe = value_of(FLOOR)
+            if pipe is None:
+                return None
+            beaten = [(t, v) for t in ["wsgate", *PLAIN.proxies] if (v := value_of(t)) is not None and better(v, pipe)]
+            best = (max if higher else min)(beaten, key=lambda c: c[1]) if beaten else None
+            return floor_text(fmt(pipe), not better(limit, pipe), best and (best[0], fmt(best[1])))
+        return floor
 
     def cpu(rows):
         row = by(rows, "cpu-64")
@@ -944,12 +1007,17 @@ def goals() -> list[Goal]:
         return met, ", ".join(parts) + " × nginx-tls"
 
     return [
-        Goal("echo-64", "echo 64 B, closed loop, msgs/s ≥ 0.60 × direct (1.2 × nginx)", ratio_goal("echo-64", 0.60)),
-        Goal("cpu-64", "proxy CPU per 64 B round trip ≤ 6 µs (nginx 9.6)", cpu),
-        Goal("echo-16k", "echo 16 KiB, MiB/s ≥ 0.60 × direct (tuned nginx 0.51)", ratio_goal("echo-16k", 0.60)),
-        Goal("echo-1m", "echo 1 MiB, MiB/s ≥ 0.70 × direct (tuned nginx 0.57)", ratio_goal("echo-1m", 0.70)),
-        Goal("p99-rate", "p99 at half nginx's 64 B peak ≤ 1.4 × direct's (nginx, HAProxy ≈ 2.0)", p99),
-        Goal("connect", "new sessions/s ≥ 0.60 × direct (HAProxy 0.57)", ratio_goal("connect", 0.60)),
+        Goal("echo-64", "echo 64 B, closed loop, msgs/s ≥ 0.60 × direct (1.2 × nginx)", ratio_goal("echo-64", 0.60),
+             floor_of("echo-64", 0.60)),
+        Goal("cpu-64", "proxy CPU per 64 B round trip ≤ 6 µs (nginx 9.6)", cpu, floor_of("cpu-64", 6.0, False, "µs")),
+        Goal("echo-16k", "echo 16 KiB, MiB/s ≥ 0.60 × direct (tuned nginx 0.51)", ratio_goal("echo-16k", 0.60),
+             floor_of("echo-16k", 0.60)),
+        Goal("echo-1m", "echo 1 MiB, MiB/s ≥ 0.70 × direct (tuned nginx 0.57)", ratio_goal("echo-1m", 0.70),
+             floor_of("echo-1m", 0.70)),
+        Goal("p99-rate", "p99 at half nginx's 64 B peak ≤ 1.4 × direct's (nginx, HAProxy ≈ 2.0)", p99,
+             floor_of("p99-rate", 1.4, False, "× direct's p99")),
+        Goal("connect", "new sessions/s ≥ 0.60 × direct (HAProxy 0.57)", ratio_goal("connect", 0.60),
+             floor_of("connect", 0.60)),
         Goal("idle", "RSS per idle session ≤ 4 KiB and below HAProxy's", idle),
         Goal("tls", f"the echo workloads over wss (64 B, 16 KiB, 1 MiB; TLS on the client leg) ≥ {TLS_GOAL} × nginx "
                     "with TLS (nginx-tls), each", tls),
@@ -985,7 +1053,9 @@ class Group:
     baseline: str  # what the ratio table divides by
 
 
-PLAIN = Group(False, PLAIN_TARGETS, "wsgate", ["direct", "nginx", "nginx-64k"], ["nginx", "nginx-64k", "haproxy"], "direct")
+# pipe is a column and a reference (wsgate/pipe: what wsgate costs beyond the floor), never a "best proxy" candidate.
+PLAIN = Group(False, PLAIN_TARGETS, "wsgate", ["direct", FLOOR, "nginx", "nginx-64k"], ["nginx", "nginx-64k", "haproxy"],
+              "direct")
 # No direct TLS baseline (the echo backend does not speak TLS): the wss rows are compared with nginx-tls.
 TLS = Group(True, TLS_TARGETS, "wsgate-tls", ["nginx-tls", "haproxy-tls"], ["nginx-tls", "haproxy-tls"], "nginx-tls")
 
@@ -1062,10 +1132,18 @@ def spread_table_lines(rows: list[Row], group: Group = PLAIN) -> list[str]:
 # The SVG plot (hand-written: no plotting library)
 # --------------------------------------------------------------------------------------------------------------
 
-COLOURS = {"direct": "#7f7f7f", "wsgate": "#d62728", "nginx": "#1f77b4", "nginx-64k": "#6baed6", "haproxy": "#2ca02c",
-           "wsgate-tls": "#a50f15", "nginx-tls": "#08519c", "haproxy-tls": "#006d2c"}
+COLOURS = {"direct": "#7f7f7f", FLOOR: "#e0e0e0", "wsgate": "#d62728", "nginx": "#1f77b4", "nginx-64k": "#6baed6",
+           "haproxy": "#2ca02c", "wsgate-tls": "#a50f15", "nginx-tls": "#08519c", "haproxy-tls": "#006d2c"}
 THROUGHPUT_GOALS = {"echo-64": 0.60, "echo-16k": 0.60, "echo-1m": 0.70, "connect": 0.60}
 P99_GOAL = 1.4  # × direct's p99
+LABELS = {FLOOR: "pipe (floor)"}  # legend text where it is not the target's name
+
+
+def paint(target: str) -> str:
+    """A bar's fill: the target's colour; pipe, a reference rather than a proxy, light grey with a dashed outline."""
+    if target == FLOOR:
+        return f'fill="{COLOURS[target]}" stroke="#666" stroke-width="1" stroke-dasharray="3,2"'
+    return f'fill="{COLOURS[target]}"'
 
 
 def nice_axis(maximum: float, ticks: int = 5) -> tuple[float, float]:
@@ -1089,19 +1167,20 @@ def _axis(out: list[str], x: float, y: float, w: float, h: float, step: float, t
 
 
 def svg_plot(rows: list[Row], subtitle: str) -> str:
-    width, height = 1320, 470
+    width, height = 1440, 470
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
-           'wsgate vs direct, nginx and HAProxy, over ws and wss (medians)</text>',
+           'wsgate vs direct, nginx and HAProxy, over ws and wss, with pipe (a bare TCP relay) as the floor (medians)'
+           '</text>',
            f'<text x="{width / 2}" y="40" text-anchor="middle" fill="#555">{html.escape(subtitle)}</text>']
     by_key = {r.key: r for r in rows}
 
     # Left panel: throughput relative to direct, grouped by workload, with wsgate's goal marked.
-    px, py, pw, ph = 60, 80, 570, 300
+    px, py, pw, ph = 60, 80, 620, 300
     groups = [("echo-64", "echo 64 B"), ("echo-16k", "echo 16 KiB"), ("echo-1m", "echo 1 MiB"), ("connect", "handshakes")]
-    bars = ["wsgate", "nginx", "nginx-64k", "haproxy"]
+    bars = [FLOOR, "wsgate", "nginx", "nginx-64k", "haproxy"]
     ratios = [by_key[k].ratio(t, "direct") for k, _ in groups if k in by_key for t in bars]
     step, top = nice_axis(max([1.0, *[r for r in ratios if r is not None]]) * 1.1)
     out.append(f'<text x="{px + pw / 2}" y="{py - 14}" text-anchor="middle" font-weight="bold">'
@@ -1114,9 +1193,9 @@ def svg_plot(rows: list[Row], subtitle: str) -> str:
                 lambda key, target: THROUGHPUT_GOALS.get(key) if target == "wsgate" else None)
 
     # Right panel: p99 at the fixed rate, per target, with wsgate's goal (1.4 × direct's p99) marked.
-    qx, qy, qw, qh = 720, 80, 230, 300
+    qx, qy, qw, qh = 770, 80, 270, 300
     row = by_key.get("p99-rate")
-    targets = ["direct", "wsgate", "nginx", "haproxy"]
+    targets = ["direct", FLOOR, "wsgate", "nginx", "haproxy"]
     values = [(t, row.medians.get(t) / 1000 if row and row.medians.get(t) is not None else None) for t in targets]
     direct_p99 = values[0][1]
     step, top = nice_axis(max([v for _, v in values if v is not None] + [(direct_p99 or 0) * P99_GOAL, 0.001]) * 1.1)
@@ -1130,7 +1209,7 @@ def svg_plot(rows: list[Row], subtitle: str) -> str:
         if value is None:
             continue
         h = qh * value / top
-        out.append(f'<rect x="{x:.1f}" y="{qy + qh - h:.1f}" width="{bw - 12:.1f}" height="{h:.1f}" fill="{COLOURS[target]}">'
+        out.append(f'<rect x="{x:.1f}" y="{qy + qh - h:.1f}" width="{bw - 12:.1f}" height="{h:.1f}" {paint(target)}>'
                    f'<title>{target}: p99 {value:.3f} ms</title></rect>')
         out.append(f'<text x="{x + (bw - 12) / 2:.1f}" y="{qy + qh - h - 4:.1f}" text-anchor="middle" font-size="10">{value:.2f}</text>')
         if target == "wsgate" and direct_p99:
@@ -1139,7 +1218,7 @@ def svg_plot(rows: list[Row], subtitle: str) -> str:
                        f'<title>wsgate goal: {P99_GOAL} × direct\'s p99</title></line>')
 
     # Third panel: the wss echo workloads relative to nginx-tls (no direct TLS baseline), wsgate-tls's goal marked.
-    tx, ty, tw, th = 1030, 80, 250, 300
+    tx, ty, tw, th = 1120, 80, 250, 300
     tls_groups = [(key, label) for key, label in TLS_GOAL_ROWS]
     tls_bars = ["wsgate-tls", "haproxy-tls"]
     ratios = [by_key[k].ratio(t, "nginx-tls") for k, _ in tls_groups if k in by_key for t in tls_bars]
@@ -1157,9 +1236,10 @@ def svg_plot(rows: list[Row], subtitle: str) -> str:
     # Legend.
     lx, ly = 60, height - 30
     for target in ["direct", *bars, *TLS_TARGETS]:
-        out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{COLOURS[target]}"/>')
-        out.append(f'<text x="{lx + 17}" y="{ly}">{target}</text>')
-        lx += 30 + 8 * len(target)
+        label = LABELS.get(target, target)
+        out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" {paint(target)}/>')
+        out.append(f'<text x="{lx + 17}" y="{ly}">{html.escape(label)}</text>')
+        lx += 30 + 8 * len(label)
     out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 16}" y2="{ly - 4}" stroke="black" stroke-width="2"/>')
     out.append(f'<text x="{lx + 21}" y="{ly}">wsgate\'s goal (issue 3)</text>')
     out.append("</svg>")
@@ -1181,7 +1261,7 @@ def _ratio_bars(out, box, groups, bars, by_key, reference, top, margin, prefix, 
             if ratio is None:
                 continue
             bh = h * ratio / top
-            out.append(f'<rect x="{x:.1f}" y="{y0 + h - bh:.1f}" width="{bw - 3:.1f}" height="{bh:.1f}" fill="{COLOURS[target]}">'
+            out.append(f'<rect x="{x:.1f}" y="{y0 + h - bh:.1f}" width="{bw - 3:.1f}" height="{bh:.1f}" {paint(target)}>'
                        f'<title>{prefix}{html.escape(label)}, {target}: {ratio:.2f} × {reference}</title></rect>')
             out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{y0 + h - bh - 4:.1f}" text-anchor="middle" font-size="10">{ratio:.2f}</text>')
             target_goal = goal(key, target)
@@ -1270,8 +1350,8 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
         lines += ["> **Quick smoke run** (`--quick`): seconds-long runs and few sessions. It checks that the tooling works; "
                   "its figures are not representative.", ""]
     lines += [
-        f"wsgate against a direct connection, nginx and HAProxy, over ws and over wss (TLS on the client leg), all on "
-        f"loopback on one machine, measured by "
+        f"wsgate against a direct connection, nginx and HAProxy, over ws and over wss (TLS on the client leg), with a "
+        f"bare TCP relay (pipe) as the floor of any proxy, all on loopback on one machine, measured by "
         f"`scripts/bench-compare.py` on {started} ({rounds} interleaved round{'s' if rounds != 1 else ''}, "
         f"{minutes:.1f} minutes). Each figure is the median over the rounds; the ratios are medians divided by medians."
         + (f" **{failures} run(s) failed** and are left out of the medians (see `{os.path.relpath(results_path, REPO)}`)."
@@ -1281,12 +1361,18 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
         "",
         "## Goals (issue 3)",
         "",
-        "| goal | wsgate | verdict |",
-        "| --- | ---: | --- |",
+        "| goal | wsgate | verdict | floor (pipe) |",
+        "| --- | ---: | --- | --- |",
     ]
-    for goal, (met, text) in goal_results:
+    for goal, (met, text), floor in goal_results:
         verdict = "not measured" if met is None else ("**MET**" if met else "**NOT MET**")
-        lines.append(f"| {goal.text} | {text} | {verdict} |")
+        lines.append(f"| {goal.text} | {text} | {verdict} | {floor or '–'} |")
+    lines += ["", "The floor is the goal's own measure taken through pipe, a relay that only copies bytes (see the "
+              "targets below): the kernel's price of a second TCP connection and of two more socket reads and writes "
+              "per round trip, which every proxy pays. A goal beyond it is out of reach of any proxy on this machine "
+              "(for large messages: of any that copies through user space, as pipe does; pipe does not splice). When "
+              "a proxy did better than pipe on the row, the relay was no floor in this run, and the column says so "
+              "instead. The floor is information beside the verdict; it never changes it."]
     lines += ["", "## Medians", ""]
     if any(not r.tls for r in rows):
         lines += table_lines(rows, markdown=True)
@@ -1311,7 +1397,15 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
         "- **direct**: the client talks to the echo backend itself. **nginx**: defaults (`proxy_buffer_size` 4k/8k); "
         "**nginx-64k**: `proxy_buffer_size 64k`, run for the large-message workloads only. "
         "\"best proxy\" is the stronger of nginx, nginx-64k and HAProxy on that row (on a wss row: of nginx-tls and "
-        "haproxy-tls).",
+        "haproxy-tls); pipe never counts as one.",
+        "- **pipe** is the floor of a proxy, not a proxy: `wsgate-bench pipe`, a TCP relay that opens a connection to "
+        "the echo backend per client connection and copies bytes both ways (tokio `copy_bidirectional`, 256 KiB per "
+        "direction, 2 threads each with its own runtime and `SO_REUSEPORT` socket), parsing neither HTTP nor "
+        "WebSocket frames, so the handshake and every frame pass through untouched. What it costs over direct is "
+        "what any proxy pays the kernel here (a second TCP connection per session, two more socket reads and writes "
+        "per round trip); what wsgate costs beyond it (the wsgate/pipe column) is wsgate's own work. It runs in the "
+        "ws workloads only: not over wss, and not for idle memory, where its 512 KiB of buffers per session would "
+        "make a floor meaningless.",
         "- **wsgate-tls**, **nginx-tls** and **haproxy-tls** terminate TLS and proxy plain ws to the same echo backend: "
         "a second wsgate process with `server.ssl` enabled; nginx's third server block, `listen ... ssl` with the "
         "nginx-64k tuning (the strong nginx); HAProxy's second frontend, `bind ... ssl crt ... alpn http/1.1`. They "
@@ -1322,7 +1416,8 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
         f"- The fixed-rate row runs at {rate_note}.",
         "- CPU per round trip: utime + stime of the proxy's processes (nginx: master and workers) from `/proc/PID/stat`, "
         "before and after the 64 B closed-loop run (ws and wss alike), divided by the round trips it made (warm-up included, since the "
-        "counters run through it); in the direct column, the echo backend's own CPU per round trip.",
+        "counters run through it); in the direct column, the echo backend's own CPU per round trip; in the pipe "
+        "column, the relay's process, read the same way as the proxies'.",
         "- RSS per idle session: each idle run starts the measured process afresh, reads its RSS (nginx: the sum of "
         "its workers; HAProxy and wsgate: the one process; direct: the echo backend) before the sessions open, samples "
         "it every 100 ms while they are held, and divides the peak's growth by the number of sessions.",
@@ -1335,7 +1430,8 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
         "",
         "The load generator, the proxy under test and the echo backend share these cores. Every proxy gets the same "
         "worker count, 2: nginx `worker_processes 2`, HAProxy `nbthread 2`, wsgate's runtime (one worker thread per "
-        "core), and the echo backend `--threads 2`. All listen on 127.0.0.1 on ports chosen at run time. Per-process "
+        "core), the echo backend `--threads 2`, and the pipe relay `--threads 2`. All listen on 127.0.0.1 on ports "
+        "chosen at run time. Per-process "
         "open files: the soft limit is raised to the hard limit; one session through a proxy takes 2 descriptors, so "
         f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,} caps one proxy process at about "
         f"{(resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 100) // 2:,} sessions "
@@ -1362,7 +1458,8 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
     lines += [
         "```",
         "",
-        "Targets and their URLs: direct `ws://127.0.0.1:ECHO/`; wsgate `ws://127.0.0.1:PORT/echo/ws/v1/`; nginx, "
+        "Targets and their URLs: direct `ws://127.0.0.1:ECHO/`; pipe `ws://127.0.0.1:PORT/` (the same path as "
+        "direct: it relays bytes, there is no route); wsgate `ws://127.0.0.1:PORT/echo/ws/v1/`; nginx, "
         "nginx-64k and HAProxy `ws://127.0.0.1:PORT/`; wsgate-tls `wss://127.0.0.1:PORT/echo/ws/v1/`; nginx-tls and "
         "haproxy-tls `wss://127.0.0.1:PORT/` (the certificate names 127.0.0.1 as an IP SAN). Rounds are interleaved: "
         "within a round each workload runs against every target of its row in turn (" + " → ".join(targets)
@@ -1374,6 +1471,10 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
     placeholders = {lab.echo_port: "ECHO_PORT", lab.ports.get("nginx"): "NGINX_PORT",
                     lab.ports.get("nginx-64k"): "NGINX_64K_PORT", lab.ports.get("nginx-tls"): "NGINX_TLS_PORT",
                     lab.ports.get("haproxy"): "HAPROXY_PORT", lab.ports.get("haproxy-tls"): "HAPROXY_TLS_PORT"}
+    lines += ["**echo backend and pipe** (command lines)", "", "```",
+              shlex.join(["wsgate-bench", "echo-server", "--address", "127.0.0.1", "--port", "0", "--threads", "2"]),
+              shlex.join(["wsgate-bench", *lab.pipe_argv()[1:]]).replace(f":{lab.echo_port}", ":ECHO_PORT"),
+              "```", ""]
     for name in ("wsgate", "wsgate-tls", "nginx", "haproxy"):
         text = lab.configs.get(name, "").replace(str(lab.dir), "target/bench/run").rstrip()
         for port, placeholder in placeholders.items():
@@ -1412,8 +1513,9 @@ def write_report(path: Path, svg_path: Path, *, rows, goal_results, info, settin
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        description="Benchmark wsgate against a direct connection, nginx and HAProxy on loopback, in interleaved rounds; "
-                    "the echo workloads also over wss (wsgate-tls, nginx-tls, haproxy-tls: TLS on the client leg).",
+        description="Benchmark wsgate against a direct connection, nginx and HAProxy on loopback, in interleaved rounds, "
+                    "with a bare TCP relay (pipe) as the floor of any proxy; the echo workloads also over wss "
+                    "(wsgate-tls, nginx-tls, haproxy-tls: TLS on the client leg).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Full run: writes BENCHMARKS.md and doc/bench.svg at the repository root. --quick: writes "
                "target/bench/BENCHMARKS.md and target/bench/bench.svg instead (unless --report is given).")
@@ -1497,7 +1599,7 @@ def main(argv=None) -> int:
             die(f"{binary} not found: build it (cargo build --release -p wsgate -p wsgate-bench) or drop --no-build")
 
     lab = Lab(run_dir, bench, wsgate)
-    log("==> starting the echo backend, wsgate (ws and wss), nginx and HAProxy on 127.0.0.1")
+    log("==> starting the echo backend, pipe (the floor), wsgate (ws and wss), nginx and HAProxy on 127.0.0.1")
     lab.start_all()
     log("    echo backend " + lab.url("direct") + ", " + ", ".join(f"{t} {lab.url(t)}" for t in TARGET_ORDER[1:]))
     log(f"    test CA {lab.certs.ca}")
@@ -1554,7 +1656,7 @@ def main(argv=None) -> int:
     stop_all()
 
     rows = summarise(records, workloads)
-    goal_results = [(g, g.check(rows)) for g in goals()]
+    goal_results = [(g, g.check(rows), g.floor(rows) if g.floor else None) for g in goals()]
     print()
     print(f"Medians over {args.rounds} round(s) ({'quick smoke, not representative' if quick else 'full run'}):")
     for group, title in ((PLAIN, "Relative to direct:"),
@@ -1570,9 +1672,9 @@ def main(argv=None) -> int:
             print(line)
     print()
     print("Goals:")
-    for goal, (met, text) in goal_results:
+    for goal, (met, text), floor in goal_results:
         verdict = "not measured" if met is None else ("MET" if met else "NOT MET")
-        print(f"  {verdict:12} {goal.text}: {text}")
+        print(f"  {verdict:12} {goal.text}: {text}" + (f" (floor: {floor})" if floor else ""))
 
     failures = sum(1 for r in records if not r["ok"])
     report = args.report or (bench_dir / "BENCHMARKS.md" if quick else REPO / "BENCHMARKS.md")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -24,6 +25,7 @@ from websockets.sync.server import serve
 from support import HOST, Child, binary, child_env, gateway_config, service, start_gateway
 
 ECHO_SERVER_LINE = re.compile(r"^echo-server listening on 127\.0\.0\.1:(\d+)$")
+PIPE_LINE = re.compile(r"^pipe listening on 127\.0\.0\.1:(\d+)$")
 PERCENTILES = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"]
 
 
@@ -121,6 +123,28 @@ def test_idle_through_gateway(bench_gateway):
     assert report["sessions"] == 200 and report["opened"] == 200 and report["pid"] == pid, report
     assert report["rss_before_kib"] > 0 and report["rss_after_kib"] > 0, report
     assert isinstance(report["bytes_per_session"], int), report
+
+
+def test_pipe_relays_sessions_end_to_end_and_stops_on_sigterm(log_dir, echo_url):
+    # The floor of scripts/bench-compare.py: bytes copied both ways, nothing parsed, so the handshake and
+    # every frame reach the echo server untouched and the URL keeps the echo server's path.
+    echo_port = int(echo_url.rsplit(":", 1)[1].split("/", 1)[0])
+    pipe = Child("bench-pipe", [binary("wsgate-bench"), "pipe", "--address", HOST, "--port", "0",
+                                "--upstream", f"{HOST}:{echo_port}", "--threads", "2"], log_dir)
+    try:
+        port = int(pipe.wait_line(PIPE_LINE).group(1))
+        url = f"ws://{HOST}:{port}/bench"
+        report = bench("echo", "--url", url, "--sessions", "2", "--size", "64", "--count", "20", "--warmup", "0s")
+        assert report["sessions"] == 2 and report["messages"] == 20, report
+        assert_percentiles(report)
+        report = bench("connect", "--url", url, "--concurrency", "2", "--count", "10")
+        assert report["sessions"] == 10, report
+        pipe.proc.terminate()
+        assert pipe.proc.wait(timeout=10) == 0, pipe.describe()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((HOST, port), timeout=2).close()
+    finally:
+        pipe.stop()
 
 
 def test_an_unknown_service_is_an_error_per_session(bench_gateway):

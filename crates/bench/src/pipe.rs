@@ -2,8 +2,9 @@
 //! proxies measured.
 //!
 //! Every client connection gets its own connection to `--upstream`, opened when the client
-//! connects, and bytes are copied both ways until each side has ended (`tokio::io::copy_bidirectional`
-//! with 256 KiB per direction, as much as wsgate's large buffers). It does not parse HTTP or
+//! connects, and bytes are copied both ways until each side has ended: read, write it all, read
+//! again, with 256 KiB per direction (as much as wsgate's large buffers) taken from a pool of the
+//! worker's, so no connection pays for fresh memory. It does not parse HTTP or
 //! WebSocket frames, so the WebSocket handshake passes through untouched: whatever a WebSocket proxy
 //! costs beyond this relay is its own work, and what this relay costs is the kernel's price of a
 //! second TCP connection and of two more socket reads and writes per round trip.
@@ -11,10 +12,13 @@
 //! Each of `--threads` threads runs a single-threaded runtime accepting on its own `SO_REUSEPORT`
 //! socket (the design of wsgate's workers), so the relay has no cross-thread hand-off either.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::thread;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Builder;
 
@@ -88,5 +92,24 @@ async fn accept_loop(listener: std::net::TcpListener, upstream: SocketAddr) -> i
 async fn relay(mut client: TcpStream, upstream: SocketAddr) {
     let Ok(mut service) = TcpStream::connect(upstream).await else { return };
     let _ = service.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut service, BUFFER, BUFFER).await;
+    let (client_reader, client_writer) = client.split();
+    let (service_reader, service_writer) = service.split();
+    tokio::join!(copy(client_reader, service_writer), copy(service_reader, client_writer));
+}
+
+/// Copies one direction until its reader ends, then ends the writer's side.
+async fn copy(mut reader: ReadHalf<'_>, mut writer: WriteHalf<'_>) {
+    let mut buffer = POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| vec![0; BUFFER].into_boxed_slice());
+    while let Ok(read @ 1..) = reader.read(&mut buffer).await {
+        if writer.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+    POOL.with(|pool| pool.borrow_mut().push(buffer));
+}
+
+thread_local! {
+    /// The worker's spare buffers: as many as its busiest moment needed, reused ever after.
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
