@@ -23,8 +23,9 @@ pub enum Peer {
     Tcp {
         /// The socket.
         stream: TcpStream,
-        /// Bytes hyper read past the handshake: the peer's first frames, relayed before the socket
-        /// is read again. Rare, so boxed: the session keeps a pointer, not a `Bytes`.
+        /// Bytes read past the handshake (by hyper for the client, by the gateway's own response
+        /// reader for the service): the peer's first frames, relayed before the socket is read
+        /// again. Rare, so boxed: the session keeps a pointer, not a `Bytes`.
         early: Option<Box<Bytes>>,
     },
     /// Any other connection, through hyper's upgrade object.

@@ -8,6 +8,7 @@ use tracing::{debug, trace};
 use wsgate_frame::{encode_close, FrameScanner, Origin, MAX_CLOSE_FRAME_LEN};
 
 use super::buffer::{BufferPool, RelayBuffer};
+use super::peer::Writer;
 use super::{Direction, Limits, LINGER};
 use crate::failure::{self, Close};
 use crate::session::Traffic;
@@ -46,10 +47,24 @@ pub(super) struct Pump<'a, R, W> {
     inputs_ended: &'a AtomicU8,
 }
 
+/// What a pump writes to.
+pub(super) trait Output: AsyncWrite + Unpin {
+    /// Whether closing the connection ends this output as cleanly as a shutdown: true for plain
+    /// TCP once its input has been read to the end (the kernel sends the FIN), false for TLS, whose
+    /// `close_notify` and last buffered records only a shutdown sends.
+    fn closing_is_enough(&self) -> bool;
+}
+
+impl Output for Writer<'_> {
+    fn closing_is_enough(&self) -> bool {
+        matches!(self, Writer::Tcp(_))
+    }
+}
+
 impl<'a, R, W> Pump<'a, R, W>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: Output,
 {
     pub(super) fn new(
         direction: Direction,
@@ -100,8 +115,8 @@ where
             let read = match read {
                 Ok(0) | Err(_) if self.close_seen => {
                     // Once the other input has ended too, both sockets are read to their end and
-                    // closing them sends the same FIN: a shutdown would be one more syscall.
-                    if self.input_ended() == 1 {
+                    // closing a plain TCP one sends the same FIN: a shutdown would be one more syscall.
+                    if self.input_ended() == 1 || !self.writer.closing_is_enough() {
                         let _ = Box::pin(tokio::time::timeout(LINGER, self.writer.shutdown())).await;
                     }
                     return End::Closed;

@@ -63,44 +63,82 @@ pub async fn write_request<W: AsyncWrite + Unpin>(io: &mut W, request: &Request<
     io.write_all(&head).await
 }
 
-/// Reads a response head from `io`. Returns it with the bytes the service sent right behind it (its
-/// first frames after a 101), which belong to the relay.
+/// Reads the service's final response head from `io`, skipping informational ones (`100 Continue`,
+/// `103 Early Hints`) as HTTP/1.1 asks. Returns it with the bytes the service sent right behind it
+/// (its first frames after a 101), which belong to the relay.
 ///
 /// # Errors
 ///
-/// [`HeadError`] when the connection ends or fails first, or the head is too large or malformed.
+/// [`HeadError`] when the connection ends or fails first, or the heads are too large (together,
+/// over [`MAX_RESPONSE_HEAD`]) or malformed.
 ///
 /// # Cancel safety
 ///
 /// Not cancel safe: bytes read so far are lost.
 pub async fn read_response<R: AsyncRead + Unpin>(io: &mut R) -> Result<(Response<()>, Bytes), HeadError> {
     let mut buffer = BytesMut::with_capacity(1024);
+    // Bytes at the start of `buffer` known to hold no blank line, so a slow service that sends its
+    // head a byte at a time costs a scan of each byte once, not of the whole head per byte.
+    let mut searched = 0;
+    // Bytes of informational heads already skipped.
+    let mut skipped = 0;
     loop {
-        if buffer.len() >= MAX_RESPONSE_HEAD {
+        if let Some(end) = blank_line_end(&buffer, searched) {
+            match parse(&buffer[..end])? {
+                Some(response) if response.status().is_informational() && response.status() != StatusCode::SWITCHING_PROTOCOLS => {
+                    skipped += end;
+                    let _ = buffer.split_to(end);
+                    searched = 0;
+                    continue;
+                }
+                Some(response) => {
+                    let rest = buffer.split_off(end).freeze();
+                    return Ok((response, rest));
+                }
+                // A blank line where httparse still wants more (e.g. leading empty lines).
+                None => searched = end,
+            }
+        } else {
+            searched = buffer.len();
+        }
+        let held = skipped + buffer.len();
+        if held >= MAX_RESPONSE_HEAD {
             return Err(HeadError::TooLarge);
         }
         if buffer.capacity() == buffer.len() {
-            buffer.reserve(buffer.len().min(MAX_RESPONSE_HEAD - buffer.len()));
+            buffer.reserve(buffer.len().max(1024).min(MAX_RESPONSE_HEAD - held));
         }
-        let limit = MAX_RESPONSE_HEAD - buffer.len();
-        if io.read_buf(&mut (&mut buffer).limit(limit)).await? == 0 {
+        if io.read_buf(&mut (&mut buffer).limit(MAX_RESPONSE_HEAD - held)).await? == 0 {
             return Err(HeadError::Closed);
-        }
-        if let Some((response, length)) = parse(&buffer)? {
-            let rest = buffer.split_off(length).freeze();
-            return Ok((response, rest));
         }
     }
 }
 
-/// Parses a complete head at the start of `bytes`, with its length; `None` while it is incomplete.
-fn parse(bytes: &[u8]) -> Result<Option<(Response<()>, usize)>, HeadError> {
+/// Where the first blank line (`\n\n` or `\n\r\n`, as httparse accepts both) that starts at or after
+/// `from` ends.
+fn blank_line_end(bytes: &[u8], from: usize) -> Option<usize> {
+    // A blank line that began before `from` ends at most two bytes into the new part.
+    let start = from.saturating_sub(2);
+    let tail = bytes.get(start..)?;
+    tail.iter().enumerate().find_map(|(i, &byte)| {
+        if byte != b'\n' {
+            return None;
+        }
+        match (tail.get(i + 1), tail.get(i + 2)) {
+            (Some(b'\n'), _) => Some(start + i + 2),
+            (Some(b'\r'), Some(b'\n')) => Some(start + i + 3),
+            _ => None,
+        }
+    })
+}
+
+/// Parses a head that ends at the end of `bytes`; `None` when httparse finds it incomplete.
+fn parse(bytes: &[u8]) -> Result<Option<Response<()>>, HeadError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut fields);
-    let length = match parsed.parse(bytes).map_err(HeadError::Malformed)? {
-        httparse::Status::Partial => return Ok(None),
-        httparse::Status::Complete(length) => length,
-    };
+    if parsed.parse(bytes).map_err(HeadError::Malformed)?.is_partial() {
+        return Ok(None);
+    }
     let status = parsed.code.and_then(|code| StatusCode::from_u16(code).ok()).ok_or(HeadError::BadHeader)?;
     let mut response = Response::new(());
     *response.status_mut() = status;
@@ -111,7 +149,7 @@ fn parse(bytes: &[u8]) -> Result<Option<(Response<()>, usize)>, HeadError> {
         let value = HeaderValue::from_bytes(field.value).map_err(|_| HeadError::BadHeader)?;
         headers.append(name, value);
     }
-    Ok(Some((response, length)))
+    Ok(Some(response))
 }
 
 #[cfg(test)]
@@ -160,6 +198,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn informational_heads_are_skipped() {
+        let wire = [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\nLink: </a>\n\n".as_slice(), SWITCHING, b"\x81\x00"].concat();
+        let mut reader = wire.as_slice();
+        let (response, rest) = read_response(&mut reader).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert!(response.headers().get("link").is_none(), "headers of a skipped head do not leak into the answer");
+        assert_eq!(&rest[..], b"\x81\x00");
+        let mut refused = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".as_slice();
+        assert_eq!(read_response(&mut refused).await.unwrap().0.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn blank_lines_are_found_once_complete() {
+        assert_eq!(blank_line_end(b"HTTP/1.1 101 X\r\n\r\nab", 0), Some(18));
+        assert_eq!(blank_line_end(b"HTTP/1.1 101 X\n\nab", 0), Some(16));
+        assert_eq!(blank_line_end(b"HTTP/1.1 101 X\r\n\r", 0), None);
+        // Found when the search resumes after a read that completed it.
+        assert_eq!(blank_line_end(b"HTTP/1.1 101 X\r\n\r\n", 16), Some(18));
+        assert_eq!(blank_line_end(b"HTTP/1.1 101 X\r\n\r\n", 17), Some(18));
+    }
+
+    #[tokio::test]
     async fn bad_heads_are_errors() {
         async fn answer(bytes: &[u8]) -> HeadError {
             let mut reader = bytes;
@@ -170,7 +230,11 @@ mod tests {
         assert!(matches!(answer(b"SSH-2.0-OpenSSH\r\n\r\n").await, HeadError::Malformed(_)));
         assert!(matches!(answer(b"HTTP/1.1 101 OK\r\nX: \x01\r\n\r\n").await, HeadError::Malformed(_) | HeadError::BadHeader));
         let endless = [b"HTTP/1.1 101 OK\r\n".as_slice(), &b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(4000)].concat();
-        assert!(matches!(answer(&endless).await, HeadError::TooLarge | HeadError::Malformed(httparse::Error::TooManyHeaders)));
+        assert!(matches!(answer(&endless).await, HeadError::TooLarge));
+        let many = [b"HTTP/1.1 101 OK\r\n".as_slice(), &b"X: a\r\n".repeat(MAX_HEADERS + 1), b"\r\n"].concat();
+        assert!(matches!(answer(&many).await, HeadError::Malformed(httparse::Error::TooManyHeaders)));
+        let endless_continues = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_RESPONSE_HEAD / 20);
+        assert!(matches!(answer(&endless_continues).await, HeadError::TooLarge));
         let huge_value = [b"HTTP/1.1 101 OK\r\nX-Filler: ".as_slice(), &vec![b'a'; 2 * MAX_RESPONSE_HEAD]].concat();
         assert!(matches!(answer(&huge_value).await, HeadError::TooLarge));
     }

@@ -82,23 +82,19 @@ impl From<HeadError> for ConnectCause {
     }
 }
 
-/// Starts a TCP connection to the port of `instance`, trying each of its addresses in turn, with
-/// `TCP_NODELAY` set: relayed frames are sent whole.
+/// Connects to the port of `instance`, with `TCP_NODELAY` set: relayed frames are sent whole.
 ///
-/// The connection may still be in progress when this returns: the first write waits for it and
-/// reports a refusal. That spares the readiness check a connect future would make on every session.
+/// For an IP address the connection may still be in progress when this returns: the first write
+/// waits for it and reports a refusal, which spares the readiness check a connect future makes on
+/// every session. A host name is connected the usual way, one address after the other until one
+/// answers (`localhost` may resolve to `::1` first for a service that listens on IPv4 only).
 pub async fn connect_tcp(instance: &Instance) -> io::Result<TcpStream> {
     if let Ok(ip) = instance.host.parse::<IpAddr>() {
         return start_connect(SocketAddr::new(ip, instance.port));
     }
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host name has no address");
-    for address in tokio::net::lookup_host((instance.host.as_str(), instance.port)).await? {
-        match start_connect(address) {
-            Ok(stream) => return Ok(stream),
-            Err(error) => last_error = error,
-        }
-    }
-    Err(last_error)
+    let stream = TcpStream::connect((instance.host.as_str(), instance.port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 fn start_connect(address: SocketAddr) -> io::Result<TcpStream> {
@@ -131,4 +127,39 @@ async fn exchange(instance: &Instance, request: Request<()>, offer: &Offer) -> R
     let (response, early) = head::read_response(&mut stream).await?;
     let accepted = handshake::check_service_response(offer, &response).map_err(ConnectCause::Refusal)?;
     Ok(OpenedSession { accepted, io: Peer::tcp(stream, early) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::InstanceStatus;
+
+    fn instance(host: &str, port: u16) -> Instance {
+        Instance { instance_id: "i".into(), host: host.into(), port, secure: false, status: InstanceStatus::Up }
+    }
+
+    #[tokio::test]
+    async fn a_host_name_tries_each_address_until_one_answers() {
+        // `localhost` resolves to ::1 and 127.0.0.1 on most systems; the service listens on IPv4 only.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut stream = connect_tcp(&instance("localhost", port)).await.unwrap();
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"x").await.unwrap();
+        let mut byte = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut accepted, &mut byte).await.unwrap();
+        assert!(stream.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_surfaces_on_the_first_write() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut stream = connect_tcp(&instance("127.0.0.1", port)).await.unwrap();
+        let request = Request::get("/").header("host", "x").body(()).unwrap();
+        let error = head::write_request(&mut stream, &request).await.unwrap_err();
+        assert!(matches!(ConnectCause::from(error), ConnectCause::Refused));
+    }
 }
