@@ -21,15 +21,24 @@ pub struct CidrError {
 }
 
 impl Cidr {
-    /// The network of `address` with `prefix` bits (clamped to the address length).
+    /// The network of `address` with `prefix` bits (clamped to the address length). An
+    /// IPv4-mapped IPv6 network with a prefix of 96 bits or more (`::ffff:10.0.0.0/104`) is the
+    /// IPv4 network it maps (`10.0.0.0/8`).
     pub fn new(address: IpAddr, prefix: u8) -> Cidr {
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.min(max);
+        let (address, prefix) = match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if prefix >= 96 => (IpAddr::V4(v4), prefix.min(128) - 96),
+                _ => (address, prefix.min(128)),
+            },
+            IpAddr::V4(_) => (address, prefix.min(32)),
+        };
         Cidr { network: mask(address, prefix), prefix }
     }
 
     /// Whether `address` is in this network. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a
-    /// dual-stack listener reports IPv4 peers) is checked as the IPv4 address it carries.
+    /// dual-stack listener reports IPv4 peers) is checked as the IPv4 address it carries, so IPv4
+    /// peers are in IPv4 networks only (including mapped ones of /96 or longer, which
+    /// [`Cidr::new`] makes IPv4), never in IPv6 networks such as `::/0`.
     pub fn contains(&self, address: IpAddr) -> bool {
         let address = canonical(address);
         address.is_ipv4() == self.network.is_ipv4() && mask(address, self.prefix) == self.network
@@ -73,7 +82,7 @@ impl FromStr for Cidr {
             Some(prefix) => prefix.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(error)?,
             None => max,
         };
-        Ok(Cidr::new(canonical(address), prefix))
+        Ok(Cidr::new(address, prefix))
     }
 }
 
@@ -157,5 +166,21 @@ mod tests {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
         assert_eq!("10.1.2.3/16".parse::<Cidr>().unwrap().to_string(), "10.1.0.0/16");
+    }
+
+    #[test]
+    fn mapped_networks_keep_their_width() {
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
+        assert!(mapped.contains(ip("10.200.1.2")) && mapped.contains(ip("::ffff:10.200.1.2")));
+        assert!(!mapped.contains(ip("11.0.0.1")));
+        assert_eq!("::ffff:10.1.2.3".parse::<Cidr>().unwrap().to_string(), "10.1.2.3/32");
+        assert_eq!(Cidr::new(ip("::ffff:192.168.0.0"), 112).to_string(), "192.168.0.0/16", "Cidr::new converts too");
+        assert_eq!(Cidr::new(ip("::ffff:192.168.0.7"), 200).to_string(), "192.168.0.7/32");
+        // Wider than the mapped range: an IPv6 network, which holds no IPv4 peer.
+        let wide = Cidr::new(ip("::ffff:0.0.0.0"), 80);
+        assert_eq!(wide.to_string(), "::/80");
+        assert!(wide.contains(ip("::1")) && !wide.contains(ip("::ffff:10.0.0.1")) && !wide.contains(ip("fd00::1")));
     }
 }

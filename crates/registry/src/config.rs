@@ -15,10 +15,12 @@ pub struct RegistryConfig {
     /// How often expired leases are evicted. Default 1 s: Java's 60 s would keep a dead instance's
     /// routes for up to a minute after its lease ran out.
     pub eviction_interval: Duration,
-    /// Whether self-preservation may stop expiry when renewals fall below the threshold (Java's
-    /// default, kept). Note the cost on small registries: with two instances and one dying, the
-    /// survivor's two renewals a minute do not exceed the threshold of three, so the dead one stays
-    /// registered; turn it off where a few instances come and go.
+    /// Whether self-preservation may stop expiry when renewals fall below the threshold. Default
+    /// off, unlike Java: on a small registry it keeps dead instances registered (and routed to)
+    /// for ever. With one instance that crashes, no renewal arrives at all; with two and one dying,
+    /// the survivor's two renewals a minute do not exceed the threshold of three. Turn it on for
+    /// large registries whose clients may all lose the network at once. While it holds expired
+    /// leases, each eviction run that finds a different number of them logs a warning.
     pub self_preservation: bool,
     /// Java's `renewalPercentThreshold`: the share of expected renewals below which self-preservation
     /// engages, and the share of the registry one eviction run must keep. Default 0.85.
@@ -27,6 +29,10 @@ pub struct RegistryConfig {
     /// file, then rename) shortly after each change, every few seconds while heartbeats arrive, and
     /// on shutdown. Default: none.
     pub state_file: Option<PathBuf>,
+    /// Most instances registrations may bring the registry to; a registration of one more is
+    /// answered 503 (clients retry later) until one leaves. Registrations of instances already
+    /// registered are never refused. Default 10,000.
+    pub max_instances: usize,
     /// Largest accepted request body, before and after gzip decoding; larger ones get 413.
     /// Default 1 MiB (a registration is about 2 KiB).
     pub max_body_bytes: usize,
@@ -37,9 +43,10 @@ impl Default for RegistryConfig {
         RegistryConfig {
             allow: AllowList::loopback(),
             eviction_interval: Duration::from_secs(1),
-            self_preservation: true,
+            self_preservation: false,
             renewal_percent_threshold: 0.85,
             state_file: None,
+            max_instances: 10_000,
             max_body_bytes: 1024 * 1024,
         }
     }

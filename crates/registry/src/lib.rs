@@ -25,5 +25,5 @@ pub mod server;
 
 pub use allow::{AllowList, Cidr, CidrError};
 pub use config::RegistryConfig;
-pub use model::{ActionType, Application, Applications, DataCenterInfo, Instance, LeaseInfo, Metadata, PortInfo, Status};
-pub use registry::{LeaseError, Registry, StateFileError};
+pub use model::{ActionType, Application, Applications, DataCenterInfo, Instance, LeaseInfo, Metadata, MetadataTooLarge, PortInfo, Status};
+pub use registry::{LeaseError, MetadataUpdateError, Registry, RegistryFull, StateFileError};

@@ -6,8 +6,11 @@
 //! [`Instance::instance_id`], [`Instance::host_name`]/[`Instance::ip_addr`], ports, [`Instance::status`]
 //! and [`Instance::metadata`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
+
+use thiserror::Error;
 
 /// An instance's status as Eureka reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,30 +172,56 @@ impl Default for LeaseInfo {
 
 /// Instance metadata: string keys and values in insertion order (the order the client sent them).
 ///
-/// Metadata is small (a handful of keys), so a vector beats a hash map and keeps the order for free.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Metadata is usually small (a handful of keys), so it is a vector, which keeps the order for free;
+/// past 16 keys a hash index is added, so reading a hostile document with
+/// thousands of keys stays linear. The registry refuses metadata beyond [`Metadata::MAX_KEYS`] keys
+/// or [`Metadata::MAX_BYTES`] bytes ([`Metadata::check_size`]).
+#[derive(Clone, Default)]
 pub struct Metadata {
     entries: Vec<(String, String)>,
+    /// Position of each key in `entries`, once there are [`Metadata::INDEX_FROM`] of them.
+    index: Option<HashMap<String, usize>>,
 }
 
 impl Metadata {
+    /// Most keys one instance's metadata may hold in the registry.
+    pub const MAX_KEYS: usize = 256;
+    /// Most bytes (keys and values, UTF-8) one instance's metadata may hold in the registry.
+    pub const MAX_BYTES: usize = 64 * 1024;
+    /// From this many keys on, lookups go through a hash index instead of a scan.
+    const INDEX_FROM: usize = 16;
+
     /// An empty map.
     pub fn new() -> Metadata {
         Metadata::default()
     }
 
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| k == key),
+        }
+    }
+
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.position(key).map(|i| self.entries[i].1.as_str())
     }
 
     /// Sets `key`; an existing key keeps its position.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         let key = key.into();
         let value = value.into();
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => self.entries.push((key, value)),
+        if let Some(i) = self.position(&key) {
+            self.entries[i].1 = value;
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.entries.len());
+        }
+        self.entries.push((key, value));
+        if self.index.is_none() && self.entries.len() >= Metadata::INDEX_FROM {
+            self.index = Some(self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
         }
     }
 
@@ -210,6 +239,50 @@ impl Metadata {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Bytes of all keys and values (UTF-8), the measure [`Metadata::MAX_BYTES`] limits.
+    pub fn byte_size(&self) -> usize {
+        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
+    /// Checks the registry's limits: at most [`Metadata::MAX_KEYS`] keys and [`Metadata::MAX_BYTES`]
+    /// bytes. Eureka itself has no limit; wsgate has one because every key is copied into every
+    /// snapshot, delta and fetch.
+    ///
+    /// # Errors
+    /// [`MetadataTooLarge`] with the actual size.
+    pub fn check_size(&self) -> Result<(), MetadataTooLarge> {
+        let (keys, bytes) = (self.len(), self.byte_size());
+        if keys > Metadata::MAX_KEYS || bytes > Metadata::MAX_BYTES {
+            return Err(MetadataTooLarge { keys, bytes });
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Metadata) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Metadata {}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Metadata beyond the registry's limits ([`Metadata::check_size`]); answered 400 with this
+/// `Display`, worded like Java's registration errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("Metadata too large, expecting at most {max_keys} keys and {max_bytes} bytes but was {keys} keys and {bytes} bytes", max_keys = Metadata::MAX_KEYS, max_bytes = Metadata::MAX_BYTES)]
+pub struct MetadataTooLarge {
+    /// Keys of the refused metadata.
+    pub keys: usize,
+    /// Bytes of its keys and values.
+    pub bytes: usize,
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
@@ -327,8 +400,10 @@ impl Instance {
 pub struct Application {
     /// Application name, upper case.
     pub name: String,
-    /// Its instances, sorted by id.
-    pub instances: Vec<Instance>,
+    /// Its instances, sorted by id. Shared (`Arc`) so that the registry's snapshots, deltas and
+    /// leases hold one copy of an instance between them, and publishing a snapshot after a change
+    /// copies pointers, not instances.
+    pub instances: Vec<Arc<Instance>>,
 }
 
 /// A registry document: every application (full fetch) or the recent changes (delta).
@@ -345,7 +420,7 @@ pub struct Applications {
 impl Applications {
     /// Every instance, application by application.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
-        self.applications.iter().flat_map(|app| app.instances.iter())
+        self.applications.iter().flat_map(|app| app.instances.iter().map(|instance| &**instance))
     }
 
     /// The application called `name` (upper-cased before the lookup).
@@ -416,6 +491,36 @@ mod tests {
         metadata.insert("a", "2");
         metadata.insert("b", "3");
         assert_eq!(metadata.iter().collect::<Vec<_>>(), vec![("b", "3"), ("a", "2")]);
+    }
+
+    #[test]
+    fn large_metadata_is_indexed_and_stays_ordered() {
+        let mut metadata = Metadata::new();
+        for n in 0..1_000 {
+            metadata.insert(format!("k{n}"), "a");
+        }
+        metadata.insert("k3", "b");
+        metadata.insert("k999", "c");
+        assert!(metadata.index.is_some());
+        assert_eq!((metadata.len(), metadata.get("k3"), metadata.get("k999"), metadata.get("k1000")), (1_000, Some("b"), Some("c"), None));
+        assert_eq!(metadata.iter().nth(3), Some(("k3", "b")));
+        let small: Metadata = metadata.iter().take(3).collect();
+        assert!(small.index.is_none());
+        assert_eq!(small, metadata.iter().take(3).collect::<Metadata>());
+        assert_eq!(format!("{small:?}"), r#"{"k0": "a", "k1": "a", "k2": "a"}"#);
+    }
+
+    #[test]
+    fn metadata_size_limits() {
+        let at_limit: Metadata = (0..Metadata::MAX_KEYS).map(|n| (format!("{n:03}"), "")).collect();
+        assert_eq!(at_limit.check_size(), Ok(()));
+        let mut over = at_limit.clone();
+        over.insert("one more", "");
+        assert_eq!(over.check_size(), Err(MetadataTooLarge { keys: 257, bytes: 256 * 3 + 8 }));
+        let heavy: Metadata = [("k", "v".repeat(Metadata::MAX_BYTES - 1))].into_iter().collect();
+        assert_eq!(heavy.check_size(), Ok(()));
+        let heavier: Metadata = [("k", "v".repeat(Metadata::MAX_BYTES))].into_iter().collect();
+        assert!(heavier.check_size().is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wsgate_registry::{codec, AllowList, Registry, RegistryConfig, Status};
+use wsgate_registry::{codec, AllowList, Metadata, Registry, RegistryConfig, Status};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -59,13 +59,14 @@ impl Server {
         let status = response.status();
         let gzipped = response.headers().get("content-encoding").is_some_and(|v| v == "gzip");
         let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let vary = response.headers().get("vary").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
         let mut body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
         if gzipped {
             let mut plain = Vec::new();
             flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain).unwrap();
             body = plain;
         }
-        Reply { status, gzipped, content_type, body: String::from_utf8(body).unwrap() }
+        Reply { status, gzipped, content_type, vary, body: String::from_utf8(body).unwrap() }
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -90,6 +91,7 @@ struct Reply {
     status: StatusCode,
     gzipped: bool,
     content_type: String,
+    vary: String,
     body: String,
 }
 
@@ -300,11 +302,92 @@ async fn silent_instances_expire_and_leave_the_snapshot() {
 }
 
 #[tokio::test]
-async fn shutdown_lets_the_server_return_with_a_client_connected() {
+async fn shutdown_lets_the_server_return_with_clients_connected() {
     let server = Server::default().await;
-    // An idle keep-alive connection must not hold the shutdown up.
-    let idle = TcpStream::connect(server.addr).await.unwrap();
+    // A connection that never sends a request...
+    let silent = TcpStream::connect(server.addr).await.unwrap();
+    // ...and an idle keep-alive one: a request answered, the connection kept open for the next.
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let request = Request::get("/eureka/apps").header("host", server.addr.to_string()).body(Full::new(Bytes::new())).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+    sender.ready().await.expect("the connection stays open for another request");
     server.register("DEMO", &instance_json("DEMO", "i", 1)).await;
     server.shutdown().await;
-    drop(idle);
+    // The server closed the idle keep-alive connection rather than waiting for it.
+    tokio::time::timeout(DEADLINE, connection).await.expect("the idle connection was not closed").unwrap().unwrap();
+    drop(silent);
+}
+
+#[tokio::test]
+async fn hostile_metadata_keys_stay_inside_their_elements() {
+    let server = Server::default().await;
+    server.register("DEMO", &instance_json("DEMO", "i1", 8080)).await;
+    let put = "/eureka/apps/DEMO/i1/metadata?%40x%3D%221%22%3E%3Cevil%2F%3E%3Cy=v&%24=d&x%C2%B2=s";
+    assert_eq!(server.send(Method::PUT, put, &[], "").await.status, StatusCode::OK);
+    let reply = server.get("/eureka/apps", &[]).await;
+    assert!(!reply.body.contains("<evil") && !reply.body.contains("<metadata x"), "{}", reply.body);
+    assert!(reply.body.contains("<_.0040x_.003d_.00221_.0022_.003e_.003cevil_.002f_.003e_.003cy>v</"), "{}", reply.body);
+    assert!(reply.body.contains("<_->d</_->") && reply.body.contains("<x_.00b2>s</x_.00b2>"), "{}", reply.body);
+    let apps = codec::decode_applications(reply.body.as_bytes(), codec::Format::Xml).unwrap();
+    let metadata = &apps.instances().next().unwrap().metadata;
+    assert_eq!((metadata.get("@x=\"1\"><evil/><y"), metadata.get("$"), metadata.get("x\u{b2}")), (Some("v"), Some("d"), Some("s")));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metadata_and_registry_size_are_bounded() {
+    let server = Server::start(RegistryConfig { max_instances: 2, ..RegistryConfig::default() }).await;
+    // A registration with too much metadata: 400, with a message naming the limits.
+    let keys: Vec<String> = (0..=Metadata::MAX_KEYS).map(|n| format!(r#""k{n}":"v""#)).collect();
+    let body = instance_json("DEMO", "i1", 1).replace(r#""metadata":{"#, &format!(r#""metadata":{{{},"#, keys.join(",")));
+    let reply = server.register("DEMO", &body).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.starts_with("Metadata too large, expecting at most 256 keys and 65536 bytes but was 258 keys"), "{}", reply.body);
+    assert!(server.registry.full().applications.is_empty());
+    // A metadata update that would pass the limits: 400, and nothing is merged.
+    assert_eq!(server.register("DEMO", &instance_json("DEMO", "i1", 1)).await.status, StatusCode::NO_CONTENT);
+    let half = "x".repeat(Metadata::MAX_BYTES / 2 + 1);
+    assert_eq!(server.send(Method::PUT, &format!("/eureka/apps/DEMO/i1/metadata?a={half}"), &[], "").await.status, StatusCode::OK);
+    let reply = server.send(Method::PUT, &format!("/eureka/apps/DEMO/i1/metadata?b={half}&c=1"), &[], "").await;
+    assert!(reply.status == StatusCode::BAD_REQUEST && reply.body.starts_with("Metadata too large"), "{reply:?}");
+    let metadata = server.registry.instance("DEMO", "i1").unwrap().metadata;
+    assert_eq!((metadata.get("b"), metadata.get("c")), (None, None), "nothing of a refused update is merged");
+    // A full registry answers a new instance 503, and still takes registered ones again.
+    assert_eq!(server.register("DEMO", &instance_json("DEMO", "i2", 2)).await.status, StatusCode::NO_CONTENT);
+    let reply = server.register("DEMO", &instance_json("DEMO", "i3", 3)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "the registry is full: it holds at most 2 instances"));
+    assert_eq!(server.register("DEMO", &instance_json("DEMO", "i1", 1)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(server.send(Method::DELETE, "/eureka/apps/DEMO/i2", &[], "").await.status, StatusCode::OK);
+    assert_eq!(server.register("DEMO", &instance_json("DEMO", "i3", 3)).await.status, StatusCode::NO_CONTENT);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn negotiated_replies_vary_and_gzip_follows_its_quality() {
+    let server = Server::default().await;
+    server.register("DEMO", &instance_json("DEMO", "i1", 8080)).await;
+    for path in ["/eureka/apps", "/eureka/apps/delta", "/eureka/apps/DEMO", "/eureka/apps/DEMO/i1", "/eureka/vips/demo"] {
+        assert_eq!(server.get(path, &[]).await.vary, "Accept, Accept-Encoding, X-Eureka-Accept", "{path}");
+    }
+    assert!(!server.get("/eureka/apps", &[("accept-encoding", "gzip;q=0, identity")]).await.gzipped);
+    assert!(server.get("/eureka/apps", &[("accept-encoding", "identity;q=0.5, gzip;q=0.8")]).await.gzipped);
+    let reply = server.get("/eureka/apps/DEMO", &[("accept", "application/json")]).await;
+    let application = codec::decode_application(reply.body.as_bytes(), codec::Format::Json).unwrap();
+    assert_eq!((application.name.as_str(), application.instances[0].instance_id.as_str()), ("DEMO", "i1"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn by_default_a_lone_crashed_instance_is_evicted() {
+    // Self-preservation is off by default: with it, the one instance's missing renewals would hold it.
+    let config = RegistryConfig { eviction_interval: Duration::ZERO, ..RegistryConfig::default() };
+    assert!(!config.self_preservation);
+    let server = Server::start(config).await;
+    server.register("DEMO", &instance_json("DEMO", "crashed", 1)).await;
+    wait_until("the crashed instance to be evicted", || async { server.registry.instance("DEMO", "crashed").is_none() }).await;
+    server.shutdown().await;
 }

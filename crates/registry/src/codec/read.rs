@@ -4,6 +4,8 @@
 //! object may stand for a list, and absent fields take Eureka's defaults. A field of the wrong shape
 //! (a port that is not a number, say) is an error: Java rejects it too.
 
+use std::sync::Arc;
+
 use super::tree::{field, Node};
 use super::{xml, DecodeError, Format};
 use crate::model::{ActionType, Application, Applications, DataCenterInfo, Instance, LeaseInfo, Metadata, PortInfo, Status};
@@ -39,7 +41,7 @@ fn application(node: &Node, format: Format) -> Result<Application, DecodeError> 
     let mut instances = Vec::new();
     if let Some(list) = node.get("instance") {
         for item in list.list("instance")? {
-            instances.push(instance(item, format)?);
+            instances.push(Arc::new(instance(item, format)?));
         }
     }
     Ok(Application { name, instances })

@@ -7,13 +7,19 @@ use crate::model::Instance;
 /// self-preservation threshold from this (`expectedClients × 2 × percent`).
 const EXPECTED_RENEWS_PER_CLIENT_MINUTE: f64 = 2.0;
 
-/// Whether `instance`'s lease has run out at `now` (ms).
+/// When a lease renewed at `now` runs out, on the monotonic clock (ms): `durationInSecs` after the
+/// renewal, 90 s when that is 0.
 ///
 /// wsgate expires a lease `durationInSecs` after its last renewal. Java's renew sets the expiry a
 /// second duration further (a documented bug); a gateway routing sessions wants the dead instance
 /// out as soon as its client promised it would be.
-pub(crate) fn is_expired(instance: &Instance, now: u64) -> bool {
-    now > instance.lease_info.last_renewal_timestamp.saturating_add(instance.lease_info.duration_ms())
+pub(crate) fn expires_at(instance: &Instance, now: u64) -> u64 {
+    now.saturating_add(instance.lease_info.duration_ms())
+}
+
+/// Whether a lease that runs out at `expires_at` has at `now` (both monotonic ms).
+pub(crate) fn is_expired(expires_at: u64, now: u64) -> bool {
+    now > expires_at
 }
 
 /// How many of `registry_size` instances one eviction run may remove: Java's
@@ -36,10 +42,11 @@ pub(crate) fn expiry_enabled(self_preservation: bool, threshold: u64, renews_las
     !self_preservation || (threshold > 0 && renews_last_minute > threshold)
 }
 
-/// Renewals counted over a sliding minute, in one-second buckets (fixed memory, whatever the rate).
+/// Renewals counted over a sliding minute, in one-second buckets (fixed memory, whatever the rate),
+/// on the monotonic clock.
 #[derive(Debug, Clone)]
 pub(crate) struct RenewRate {
-    /// `(second since the epoch, renewals in it)`, indexed by second modulo 60.
+    /// `(second of the monotonic clock, renewals in it)`, indexed by second modulo 60.
     buckets: [(u64, u64); 60],
 }
 
@@ -72,13 +79,16 @@ mod tests {
     #[test]
     fn a_lease_expires_one_duration_after_its_last_renewal() {
         let mut instance = Instance::new("a", "i", "h", "1");
-        instance.lease_info.last_renewal_timestamp = 10_000;
         instance.lease_info.duration_secs = 3;
-        assert!(!is_expired(&instance, 13_000));
-        assert!(is_expired(&instance, 13_001));
+        let at = expires_at(&instance, 10_000);
+        assert!(!is_expired(at, 13_000));
+        assert!(is_expired(at, 13_001));
         instance.lease_info.duration_secs = 0; // read as 90 s
-        assert!(!is_expired(&instance, 100_000));
-        assert!(is_expired(&instance, 100_001));
+        let at = expires_at(&instance, 10_000);
+        assert!(!is_expired(at, 100_000));
+        assert!(is_expired(at, 100_001));
+        instance.lease_info.duration_secs = u32::MAX;
+        assert!(!is_expired(expires_at(&instance, u64::MAX - 1), u64::MAX));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The registry: leases under Eureka's rules, change notification, and the state file.
 //!
-//! [`Registry`] is a cheap-to-clone handle over the pure `state` core. It reads the clock, and
-//! after every change that clients can see (registration, cancellation, eviction, status or
-//! metadata change; not a plain heartbeat) it publishes a new immutable [`Applications`] snapshot
-//! on a `watch` channel, so the gateway rebuilds its routes at once. [`Registry::run_maintenance`]
-//! evicts expired leases and writes the state file.
+//! [`Registry`] is a cheap-to-clone handle over the pure `state` core. It reads the clocks (a
+//! monotonic one for leases, the wall clock for timestamps in documents), and after every change
+//! that clients can see (registration, cancellation, eviction, status or metadata change; not a
+//! plain heartbeat, nor a change that changes nothing) it publishes a new immutable
+//! [`Applications`] snapshot on a `watch` channel, so the gateway rebuilds its routes at once.
+//! Snapshots share their instances with the registry (`Arc<Instance>`), so publishing one costs a
+//! pointer per instance, not a copy. [`Registry::run_maintenance`] evicts expired leases and writes
+//! the state file.
 
 mod delta;
 mod lease;
@@ -12,17 +15,17 @@ mod state;
 mod state_file;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{watch, Notify};
 
 use crate::config::RegistryConfig;
 use crate::model::{Application, Applications, Instance, Status};
-pub use state::LeaseError;
+pub use state::{LeaseError, MetadataUpdateError, RegistryFull};
 pub use state_file::StateFileError;
-use state::{RegistryState, Rules};
+use state::{Now, RegistryState, Rules};
 
 /// How long after a change the state file is written, so a burst of registrations costs one write.
 const SAVE_DEBOUNCE: Duration = Duration::from_millis(200);
@@ -31,7 +34,11 @@ const SAVE_DEBOUNCE: Duration = Duration::from_millis(200);
 /// resumes leases at most this much older than they were.
 const RENEWAL_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Milliseconds since the Unix epoch (0 for a clock before 1970, which only delays expiry).
+/// The shortest eviction interval [`Registry::run_maintenance`] uses (a zero interval is raised to it).
+const MIN_EVICTION_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Milliseconds since the Unix epoch (0 for a clock before 1970). Only written into documents:
+/// leases run on the monotonic clock.
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -44,11 +51,18 @@ pub struct Registry {
 
 struct Shared {
     state: Mutex<RegistryState>,
+    /// Zero of the monotonic clock the leases run on.
+    origin: Instant,
     snapshots: watch::Sender<Arc<Applications>>,
     /// Set on every change; the maintenance task writes the state file after it.
     changed: Notify,
     /// Set by heartbeats, which move lease timestamps without being changes.
     renewed: AtomicBool,
+    /// One state-file write at a time, each of the registry as it is when the write starts, so
+    /// an older state never lands after a newer one.
+    saving: tokio::sync::Mutex<()>,
+    /// Expired leases self-preservation held at the last eviction run, to warn once per change.
+    held: AtomicUsize,
     config: RegistryConfig,
 }
 
@@ -59,13 +73,27 @@ impl Registry {
     /// [`StateFileError`] when the state file exists but cannot be read or is corrupt; the caller
     /// decides whether to start empty (`Registry::new` with the state file moved away) or stop.
     pub fn new(config: RegistryConfig) -> Result<Registry, StateFileError> {
-        let rules = Rules { self_preservation: config.self_preservation, renewal_percent_threshold: config.renewal_percent_threshold };
+        let rules = Rules {
+            self_preservation: config.self_preservation,
+            renewal_percent_threshold: config.renewal_percent_threshold,
+            max_instances: config.max_instances,
+        };
+        let origin = Instant::now();
         let state = match config.state_file.as_deref().map(state_file::load).transpose()?.flatten() {
-            Some(saved) => RegistryState::resume(saved, rules, now_ms()),
+            Some(saved) => RegistryState::resume(saved, rules, Now { mono: 0, wall: now_ms() }),
             None => RegistryState::new(rules),
         };
         let (snapshots, _) = watch::channel(Arc::new(state.full()));
-        let shared = Shared { state: Mutex::new(state), snapshots, changed: Notify::new(), renewed: AtomicBool::new(false), config };
+        let shared = Shared {
+            state: Mutex::new(state),
+            origin,
+            snapshots,
+            changed: Notify::new(),
+            renewed: AtomicBool::new(false),
+            saving: tokio::sync::Mutex::new(()),
+            held: AtomicUsize::new(0),
+            config,
+        };
         Ok(Registry { shared: Arc::new(shared) })
     }
 
@@ -92,12 +120,19 @@ impl Registry {
         self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The time now, on both clocks. Read under the state lock, so operations see it grow in the
+    /// order they apply.
+    fn now(&self) -> Now {
+        let mono = u64::try_from(self.shared.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Now { mono, wall: now_ms() }
+    }
+
     /// Runs `operation` on the state at the current time and publishes a snapshot if it changed
     /// anything visible.
-    fn update<T>(&self, operation: impl FnOnce(&mut RegistryState, u64) -> T) -> T {
+    fn update<T>(&self, operation: impl FnOnce(&mut RegistryState, Now) -> T) -> T {
         let mut state = self.lock();
         let before = state.version();
-        let result = operation(&mut state, now_ms());
+        let result = operation(&mut state, self.now());
         if state.version() != before {
             // Published under the lock, so snapshots go out in the order of the changes.
             self.shared.snapshots.send_replace(Arc::new(state.full()));
@@ -108,9 +143,16 @@ impl Registry {
 
     /// Registers an instance (POST `/apps/{APP}`), applying Eureka's status precedence. The caller
     /// has checked it with [`crate::codec::validate_registration`]. Returns the stored copy.
-    pub fn register(&self, instance: Instance) -> Instance {
+    ///
+    /// # Errors
+    /// [`RegistryFull`] when the instance is not registered yet and the registry holds
+    /// [`RegistryConfig::max_instances`] instances (the API answers 503).
+    pub fn register(&self, instance: Instance) -> Result<Arc<Instance>, RegistryFull> {
         let stored = self.update(|state, now| state.register(instance, now));
-        tracing::info!(app = %stored.app, instance = %stored.instance_id, status = %stored.status, "registered");
+        match &stored {
+            Ok(stored) => tracing::info!(app = %stored.app, instance = %stored.instance_id, status = %stored.status, "registered"),
+            Err(full) => tracing::warn!(max = full.max, "registration refused: the registry is full (max_instances)"),
+        }
         stored
     }
 
@@ -134,12 +176,14 @@ impl Registry {
         Ok(())
     }
 
-    /// Sets a status override (PUT `/apps/{APP}/{ID}/status?value=`).
+    /// Sets a status override (PUT `/apps/{APP}/{ID}/status?value=`). Overrides belong to one
+    /// application's instance (Java keys them by id alone; see the registry's state module).
     ///
     /// # Errors
     /// [`LeaseError::NoLease`].
     pub fn set_status_override(&self, app: &str, id: &str, status: Status, last_dirty: Option<u64>) -> Result<(), LeaseError> {
         self.update(|state, now| state.set_status_override(app, id, status, last_dirty, now))?;
+        self.shared.renewed.store(true, Ordering::Relaxed);
         tracing::info!(app, instance = id, %status, "status override set");
         Ok(())
     }
@@ -150,6 +194,7 @@ impl Registry {
     /// [`LeaseError::NoLease`].
     pub fn delete_status_override(&self, app: &str, id: &str, status: Status, last_dirty: Option<u64>) -> Result<(), LeaseError> {
         self.update(|state, now| state.delete_status_override(app, id, status, last_dirty, now))?;
+        self.shared.renewed.store(true, Ordering::Relaxed);
         tracing::info!(app, instance = id, %status, "status override removed");
         Ok(())
     }
@@ -157,19 +202,36 @@ impl Registry {
     /// Merges `pairs` into an instance's metadata (PUT `/apps/{APP}/{ID}/metadata`).
     ///
     /// # Errors
-    /// [`LeaseError::NoLease`].
-    pub fn update_metadata(&self, app: &str, id: &str, pairs: &[(String, String)]) -> Result<(), LeaseError> {
-        self.update(|state, now| state.update_metadata(app, id, pairs, now))
+    /// [`MetadataUpdateError::Lease`] (404) without a lease, [`MetadataUpdateError::TooLarge`]
+    /// (400) when the merged metadata would pass [`crate::Metadata::MAX_KEYS`] keys or
+    /// [`crate::Metadata::MAX_BYTES`] bytes; nothing changes then.
+    pub fn update_metadata(&self, app: &str, id: &str, pairs: &[(String, String)]) -> Result<(), MetadataUpdateError> {
+        self.update(|state, now| state.update_metadata(app, id, pairs, now))?;
+        self.shared.renewed.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Evicts expired leases now (the maintenance task does it every `eviction_interval`).
-    /// Returns how many instances left.
+    /// Returns how many instances left. Logs a warning when self-preservation keeps expired
+    /// leases (once each time their number changes).
     pub fn evict_expired(&self) -> usize {
-        let evicted = self.update(|state, now| state.evict(now));
-        for instance in &evicted {
+        let (eviction, (threshold, renews)) = self.update(|state, now| {
+            let eviction = state.evict(now);
+            (eviction, state.renewals(now))
+        });
+        for instance in &eviction.evicted {
             tracing::info!(app = %instance.app, instance = %instance.instance_id, "lease expired; evicted");
         }
-        evicted.len()
+        if self.shared.held.swap(eviction.held, Ordering::Relaxed) != eviction.held && eviction.held > 0 {
+            tracing::warn!(
+                expired = eviction.held,
+                renewals_last_minute = renews,
+                threshold,
+                "self-preservation: expired leases are kept because renewals are not above the threshold \
+                 (discovery.embedded.selfPreservation); their instances stay registered"
+            );
+        }
+        eviction.evicted.len()
     }
 
     /// Every application, with current lease timestamps (`GET /apps`).
@@ -179,7 +241,8 @@ impl Registry {
 
     /// The changes of the last three minutes (`GET /apps/delta`).
     pub fn delta(&self) -> Applications {
-        self.lock().delta(now_ms())
+        let state = self.lock();
+        state.delta(self.now())
     }
 
     /// One application (name upper-cased); `None` when it has no instances.
@@ -189,12 +252,12 @@ impl Registry {
 
     /// One instance of an application (name upper-cased).
     pub fn instance(&self, app: &str, id: &str) -> Option<Instance> {
-        self.lock().instance(&app.to_ascii_uppercase(), id)
+        self.lock().instance(&app.to_ascii_uppercase(), id).map(Arc::unwrap_or_clone)
     }
 
     /// The instance with this id, in whichever application (`GET /instances/{ID}`).
     pub fn instance_by_id(&self, id: &str) -> Option<Instance> {
-        self.lock().instance_by_id(id)
+        self.lock().instance_by_id(id).map(Arc::unwrap_or_clone)
     }
 
     /// The instances whose VIP (`secure`: secure VIP) list names `vip` (`GET /vips/{vip}`, `/svips/{svip}`).
@@ -202,12 +265,14 @@ impl Registry {
         self.lock().by_vip(vip, secure)
     }
 
-    /// Writes the state file now, if one is configured.
+    /// Writes the state file now, if one is configured. Concurrent calls write one after the
+    /// other, each the registry as it is when its turn comes.
     ///
     /// # Errors
     /// [`StateFileError::Write`].
     pub async fn save_state(&self) -> Result<(), StateFileError> {
         let Some(path) = self.shared.config.state_file.clone() else { return Ok(()) };
+        let _turn = self.shared.saving.lock().await;
         self.shared.renewed.store(false, Ordering::Relaxed);
         let bytes = state_file::encode(&self.full());
         let target = path.clone();
@@ -224,15 +289,16 @@ impl Registry {
         }
     }
 
-    /// Evicts expired leases every `eviction_interval` and keeps the state file current, until
-    /// `shutdown` completes; then writes the state file one last time. [`crate::server::serve`]
-    /// runs it; a caller serving the registry otherwise runs it beside.
+    /// Evicts expired leases every `eviction_interval` (at least 1 ms: a zero interval is raised
+    /// to that rather than panicking) and keeps the state file current, until `shutdown`
+    /// completes; then writes the state file one last time. [`crate::server::serve`] runs it; a
+    /// caller serving the registry otherwise runs it beside.
     ///
     /// # Cancel safety
     /// Dropping the future stops maintenance without the final save.
     pub async fn run_maintenance(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut eviction = tokio::time::interval(self.shared.config.eviction_interval);
+        let mut eviction = tokio::time::interval(self.shared.config.eviction_interval.max(MIN_EVICTION_INTERVAL));
         eviction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renewal_save = tokio::time::interval(RENEWAL_SAVE_INTERVAL);
         let persistent = self.shared.config.state_file.is_some();
@@ -282,7 +348,7 @@ mod tests {
         let registry = Registry::new(RegistryConfig::default()).unwrap();
         let mut snapshots = registry.subscribe();
         snapshots.mark_unchanged();
-        registry.register(instance("a", "1"));
+        registry.register(instance("a", "1")).unwrap();
         assert!(snapshots.has_changed().unwrap());
         assert_eq!(snapshots.borrow_and_update().instances().count(), 1);
         registry.renew("A", "1", None).unwrap();
@@ -302,7 +368,7 @@ mod tests {
         let dir = TempDir::new();
         let config = RegistryConfig { state_file: Some(dir.0.join("state.json")), self_preservation: false, ..RegistryConfig::default() };
         let registry = Registry::new(config.clone()).unwrap();
-        registry.register(instance("a", "1"));
+        registry.register(instance("a", "1")).unwrap();
         registry.set_status_override("A", "1", Status::OutOfService, None).unwrap();
         registry.save_state().await.unwrap();
         let saved = registry.instance("A", "1").unwrap();
@@ -317,6 +383,28 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(restarted.full().applications.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_saves_all_succeed() {
+        let dir = TempDir::new();
+        let path = dir.0.join("state.json");
+        let registry = Registry::new(RegistryConfig { state_file: Some(path.clone()), ..RegistryConfig::default() }).unwrap();
+        for n in 0..200 {
+            let mut i = instance("a", &n.to_string());
+            i.metadata.insert("pad", "x".repeat(1000));
+            registry.register(i).unwrap();
+        }
+        let mut saves = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let registry = registry.clone();
+            saves.spawn(async move { registry.save_state().await });
+        }
+        while let Some(saved) = saves.join_next().await {
+            saved.unwrap().unwrap();
+        }
+        let restarted = Registry::new(RegistryConfig { state_file: Some(path), ..RegistryConfig::default() }).unwrap();
+        assert_eq!(restarted.full().instances().count(), 200);
     }
 
     #[tokio::test]
@@ -339,13 +427,13 @@ mod tests {
             let registry = registry.clone();
             async move { registry.run_maintenance(async { drop(stopped.await) }).await }
         });
-        registry.register(instance("a", "1"));
+        registry.register(instance("a", "1")).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !std::fs::read(&path).is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains("\"A\"")) {
             assert!(std::time::Instant::now() < deadline, "state file not written after a change");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        registry.register(instance("b", "2"));
+        registry.register(instance("b", "2")).unwrap();
         let _ = stop.send(());
         task.await.unwrap();
         let saved = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();

@@ -2,12 +2,14 @@
 //! with any Eureka tool and resumed on the next start.
 //!
 //! Each instance's `leaseInfo.lastRenewalTimestamp` is its lease and `overriddenStatus` its override,
-//! so the document alone restores both. Writing is atomic: a temporary file in the same directory,
-//! flushed to disk, then renamed over the old one, so a crash leaves the old or the new state, never
-//! half of one.
+//! so the document alone restores both. Writing is atomic: a temporary file in the same directory
+//! (a name of its own per write, created exclusively, so two writes never share one), flushed to
+//! disk, renamed over the old one, then the directory flushed too, so a crash leaves the old or the
+//! new state, never half of one, and the rename itself survives a power cut.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
@@ -64,19 +66,22 @@ pub(crate) fn encode(applications: &Applications) -> Vec<u8> {
     codec::encode_applications(applications, Format::Json, View::Full)
 }
 
-/// Replaces the file with `bytes` atomically (blocking I/O: run it off the async threads).
+/// Replaces the file with `bytes` atomically (blocking I/O: run it off the async threads). Safe to
+/// call from several threads at once: the last rename wins, and each rename carries a whole file.
 ///
 /// # Errors
 /// [`StateFileError::Write`].
 pub(crate) fn store(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let error = |source| StateFileError::Write { path: path.to_owned(), source };
     let name = path.file_name().ok_or_else(|| error(io::Error::new(io::ErrorKind::InvalidInput, "the path names no file")))?;
     let mut temporary_name = std::ffi::OsString::from(".");
     temporary_name.push(name);
-    temporary_name.push(format!(".tmp-{}", std::process::id()));
+    temporary_name.push(format!(".tmp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
     let temporary = path.with_file_name(temporary_name);
     let written = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        // create_new: a leftover of a crashed process with the same pid is an error, not shared.
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)
@@ -86,6 +91,22 @@ pub(crate) fn store(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
         let _ = std::fs::remove_file(&temporary);
         return Err(error(source));
     }
+    sync_directory(path).map_err(error)
+}
+
+/// Flushes the directory holding `path`, so the rename that put the new file there is on disk.
+#[cfg(unix)]
+fn sync_directory(path: &Path) -> io::Result<()> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(directory)?.sync_all()
+}
+
+/// Windows cannot open a directory as a file; its renames are flushed with the file system's journal.
+#[cfg(not(unix))]
+fn sync_directory(_path: &Path) -> io::Result<()> {
     Ok(())
 }
 
@@ -93,7 +114,8 @@ pub(crate) fn store(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
 pub(crate) mod tests {
     use super::*;
     use crate::model::{Application, Instance, Status};
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
 
     /// A fresh directory under the system temp dir, removed on drop.
     pub(crate) struct TempDir(pub(crate) PathBuf);
@@ -121,7 +143,7 @@ pub(crate) mod tests {
         let mut instance = Instance::new("demo", "1", "h", "127.0.0.1");
         instance.overridden_status = Status::OutOfService;
         instance.lease_info.last_renewal_timestamp = 42;
-        let apps = Applications { versions_delta: 7, apps_hashcode: "UP_1_".into(), applications: vec![Application { name: "DEMO".into(), instances: vec![instance] }] };
+        let apps = Applications { versions_delta: 7, apps_hashcode: "UP_1_".into(), applications: vec![Application { name: "DEMO".into(), instances: vec![Arc::new(instance)] }] };
         store(&path, &encode(&apps)).unwrap();
         store(&path, &encode(&apps)).unwrap();
         assert_eq!(load(&path).unwrap(), Some(apps));
@@ -139,6 +161,28 @@ pub(crate) mod tests {
             assert!(matches!(error, StateFileError::Corrupt { .. }), "{error}");
             assert!(error.to_string().contains("registry.json"), "{error}");
         }
+    }
+
+    #[test]
+    fn concurrent_stores_never_mix_or_fail() {
+        let dir = TempDir::new();
+        let path = dir.0.join("registry.json");
+        // Large enough that one write is many system calls, so writes overlap.
+        let payloads: Vec<Vec<u8>> = (b'a'..=b'h').map(|byte| vec![byte; 256 * 1024]).collect();
+        std::thread::scope(|scope| {
+            for payload in &payloads {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        store(path, payload).unwrap();
+                    }
+                });
+            }
+        });
+        let saved = std::fs::read(&path).unwrap();
+        assert!(payloads.contains(&saved), "the file is one whole write ({} bytes)", saved.len());
+        let leftovers: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("registry.json")]);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub(crate) struct Wants {
     pub(crate) format: Format,
     /// `X-Eureka-Accept: compact`.
     pub(crate) view: View,
-    /// `Accept-Encoding` mentions gzip.
+    /// `Accept-Encoding` accepts gzip (see [`accepts_gzip`]).
     pub(crate) gzip: bool,
 }
 
@@ -98,9 +98,30 @@ impl Wants {
     pub(crate) fn of(headers: &HeaderMap) -> Wants {
         let format = if header(headers, "accept").to_ascii_lowercase().contains("json") { Format::Json } else { Format::Xml };
         let view = if header(headers, "x-eureka-accept").trim().eq_ignore_ascii_case("compact") { View::Compact } else { View::Full };
-        let gzip = header(headers, "accept-encoding").to_ascii_lowercase().contains("gzip");
+        let gzip = accepts_gzip(header(headers, "accept-encoding"));
         Wants { format, view, gzip }
     }
+}
+
+/// Whether an `Accept-Encoding` value accepts gzip (RFC 9110 §12.5.3): `gzip` or `x-gzip` with a
+/// quality above 0, or else `*` with a quality above 0. `gzip;q=0` refuses it. A quality that does
+/// not parse counts as 1, as most servers read it.
+fn accepts_gzip(accept_encoding: &str) -> bool {
+    let mut wildcard = None;
+    for item in accept_encoding.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|param| param.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map_or(1.0, |(_, value)| value.trim().parse::<f32>().unwrap_or(1.0));
+        match coding.as_str() {
+            "gzip" | "x-gzip" => return quality > 0.0,
+            "*" => wildcard = Some(quality > 0.0),
+            _ => {}
+        }
+    }
+    wildcard.unwrap_or(false)
 }
 
 /// gzip-compresses a response body; `None` if compression failed (the caller sends it plain).
@@ -151,5 +172,15 @@ mod tests {
         assert_eq!(Wants::of(&headers(&[("accept", "*/*")])).format, Format::Xml);
         assert_eq!(Wants::of(&headers(&[("x-eureka-accept", "compact")])).view, View::Compact);
         assert!(Wants::of(&headers(&[("accept-encoding", "gzip, deflate")])).gzip);
+    }
+
+    #[test]
+    fn gzip_is_accepted_by_quality_not_by_substring() {
+        for accepted in ["gzip", "GZIP", "deflate, gzip;q=0.5", "x-gzip", "*", "br, *;q=0.1", "gzip; q=1.0", "gzip;q=oops"] {
+            assert!(accepts_gzip(accepted), "{accepted}");
+        }
+        for refused in ["", "identity", "gzip;q=0", "gzip; q=0.000", "deflate, gzip;q=0, *", "*;q=0", "br", "notgzip", "gzipped"] {
+            assert!(!accepts_gzip(refused), "{refused}");
+        }
     }
 }

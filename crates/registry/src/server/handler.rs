@@ -14,7 +14,7 @@ use super::body::{self, BodyError, Wants};
 use super::route::{query_pairs, query_value, Endpoint};
 use crate::codec::{self, validate_registration};
 use crate::model::Status;
-use crate::registry::Registry;
+use crate::registry::{MetadataUpdateError, Registry};
 
 /// A response with a plain-text body (errors; Java answers them as text too).
 fn text(status: StatusCode, message: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -30,6 +30,10 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
+/// The request headers every document response depends on: the format (`Accept`), the
+/// compression (`Accept-Encoding`) and the view (`X-Eureka-Accept`). Caches must key on them.
+const VARY: &str = "Accept, Accept-Encoding, X-Eureka-Accept";
+
 /// A 200 document in the negotiated format, gzipped when `compressible` and the client accepts it.
 fn document(wants: Wants, body: Vec<u8>, compressible: bool) -> Response<Full<Bytes>> {
     let zipped = if compressible && wants.gzip { body::gzip(&body) } else { None };
@@ -40,6 +44,7 @@ fn document(wants: Wants, body: Vec<u8>, compressible: bool) -> Response<Full<By
     let mut response = Response::new(Full::new(Bytes::from(body)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(wants.format.content_type()));
+    headers.insert(header::VARY, header::HeaderValue::from_static(VARY));
     if gzipped {
         headers.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
     }
@@ -120,7 +125,11 @@ where
             let status = query_value(&query, "value").map_or(Status::Unknown, Status::parse_lenient);
             outcome(registry.delete_status_override(&app, &id, status, last_dirty))
         }
-        (Method::PUT, Endpoint::Metadata { app, id }) => outcome(registry.update_metadata(&app, &id, &query)),
+        (Method::PUT, Endpoint::Metadata { app, id }) => match registry.update_metadata(&app, &id, &query) {
+            Ok(()) => empty(StatusCode::OK),
+            Err(MetadataUpdateError::Lease(_)) => not_found(),
+            Err(MetadataUpdateError::TooLarge(error)) => text(StatusCode::BAD_REQUEST, error.to_string()),
+        },
         // `allowed_methods` admitted only the pairs above.
         _ => empty(StatusCode::METHOD_NOT_ALLOWED),
     }
@@ -163,6 +172,9 @@ where
         tracing::debug!(app, %error, "registration refused");
         return text(StatusCode::BAD_REQUEST, error.to_string());
     }
-    registry.register(instance);
-    empty(StatusCode::NO_CONTENT)
+    match registry.register(instance) {
+        Ok(_) => empty(StatusCode::NO_CONTENT),
+        // 503, not 4xx: the registration is right, the registry has no room now (see RegistryFull).
+        Err(full) => text(StatusCode::SERVICE_UNAVAILABLE, full.to_string()),
+    }
 }

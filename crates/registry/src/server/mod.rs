@@ -13,12 +13,14 @@ mod route;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -51,14 +53,7 @@ pub async fn serve(listener: TcpListener, registry: Registry, shutdown: impl Fut
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        // Shutdown first: once asked to stop, take no new connection.
-        let accepted = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-            // Reap finished connections so the set does not grow with the server's lifetime.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
+        let Next::Accepted(accepted) = next_connection(&listener, &mut connections, shutdown.as_mut()).await else { break };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -103,4 +98,56 @@ pub async fn serve(listener: TcpListener, registry: Registry, shutdown: impl Fut
         tracing::warn!(%error, "registry maintenance task failed");
     }
     Ok(())
+}
+
+/// What [`next_connection`] got.
+enum Next {
+    /// The shutdown future completed.
+    Stop,
+    /// `accept` returned.
+    Accepted(std::io::Result<(TcpStream, SocketAddr)>),
+}
+
+/// Reaps the connections that have finished, then waits for a new one or for `shutdown`.
+///
+/// Finished connections are reaped without waiting before every accept: under load `accept` is
+/// always ready, so a `join_next` arm after it would never run and the set would keep every
+/// connection the server ever had. The arm stays for quiet times, when nothing is accepted.
+///
+/// # Cancel safety
+/// Cancel safe: nothing is accepted unless returned.
+async fn next_connection(listener: &TcpListener, connections: &mut JoinSet<()>, mut shutdown: Pin<&mut impl Future<Output = ()>>) -> Next {
+    loop {
+        while connections.try_join_next().is_some() {}
+        // Shutdown first: once asked to stop, take no new connection.
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => return Next::Stop,
+            accepted = listener.accept() => return Next::Accepted(accepted),
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finished_connections_are_reaped_before_each_accept() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut connections = JoinSet::new();
+        let handles: Vec<_> = (0..50).map(|_| connections.spawn(async {})).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !handles.iter().all(|h| h.is_finished()) {
+            assert!(std::time::Instant::now() < deadline, "the tasks never finished");
+            tokio::task::yield_now().await;
+        }
+        // A connection is waiting, so accept is ready at once, as under load.
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let shutdown = std::future::pending::<()>();
+        tokio::pin!(shutdown);
+        assert!(matches!(next_connection(&listener, &mut connections, shutdown.as_mut()).await, Next::Accepted(Ok(_))));
+        assert_eq!(connections.len(), 0, "finished connections left in the set");
+    }
 }
