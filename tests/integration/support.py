@@ -40,6 +40,8 @@ HOST = "127.0.0.1"
 
 GATEWAY_LINE = re.compile(r"^wsgate listening on 127\.0\.0\.1:(\d+)$")
 DEMO_LINE = re.compile(r"^wsgate-demo-service listening on 127\.0\.0\.1:(\d+)$")
+# Printed right after GATEWAY_LINE when the embedded registry runs.
+REGISTRY_LINE = re.compile(r"^registry listening on 127\.0\.0\.1:(\d+)$")
 
 # Environment variables that would override the config of a child through
 # Spring relaxed binding; cleared so the developer's shell cannot leak in.
@@ -210,10 +212,17 @@ class Gateway:
     port: int
     config_path: Path
     config: dict
+    registry_port: int | None = None  # the embedded registry's, when it runs
 
     @property
     def ws(self) -> str:
         return f"ws://{HOST}:{self.port}"
+
+    @property
+    def eureka(self) -> str:
+        """The embedded registry's Eureka base URL."""
+        assert self.registry_port is not None, "this gateway runs no embedded registry"
+        return f"http://{HOST}:{self.registry_port}/eureka"
 
 
 def serve_until_exit(tmp_path: Path, config: dict | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -236,7 +245,10 @@ def start_gateway(log_dir: Path, name: str, config: dict, env: dict[str, str] | 
     path.write_text(to_yaml(config))
     child = Child(f"gateway-{name}", [binary("wsgate"), "serve", "--config", path], log_dir, env)
     port = int(child.wait_line(GATEWAY_LINE).group(1))
-    return Gateway(child, port, path, config)
+    registry_port = None
+    if config.get("discovery", {}).get("embedded", {}).get("enabled", True):
+        registry_port = int(child.wait_line(REGISTRY_LINE).group(1))
+    return Gateway(child, port, path, config, registry_port)
 
 
 # ------------------------------------------------------------------ config
@@ -360,12 +372,12 @@ class ScriptedUpstream:
 
     CLOSE4001_REASON = "custom reason"
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.records: list[Record] = []
         self._lock = threading.Lock()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="scripted-upstream", daemon=True)
-        self.port = 0
+        self.port = port  # 0: any free port, read back by start()
 
     def start(self) -> "ScriptedUpstream":
         self._thread.start()
@@ -389,7 +401,7 @@ class ScriptedUpstream:
         self.server = await serve(
             self._handler,
             HOST,
-            0,
+            self.port,
             process_request=self._process_request,
             select_subprotocol=self._select_subprotocol,
             max_size=None,
@@ -827,3 +839,131 @@ UPPER = bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVW
 
 def ascii_upper(data: bytes) -> bytes:
     return data.translate(UPPER)
+
+
+# ------------------------------------------------------------------ eureka
+
+
+EUREKA_DIR = REPO / "tests" / "integration" / "eureka"
+JSON_LINE = re.compile(r"^\{.*\}$")
+
+
+def registry_gateway_config(services: list[dict] | None = None, **embedded: Any) -> dict:
+    """`gateway_config` with the embedded registry on a free port, evicting expired leases every 200 ms."""
+    config = gateway_config(services or [])
+    config["discovery"] = {
+        "embedded": {"enabled": True, "port": 0, "evictionInterval": "200ms", "selfPreservation": False, **embedded}
+    }
+    return config
+
+
+def http_request(url: str, method: str = "GET", body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One HTTP request with urllib; returns (status, body) for error statuses too."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def route_table(gw: Gateway) -> dict:
+    """`GET /application/routes` of `gw`."""
+    status, body = http_request(f"http://{HOST}:{gw.port}/application/routes")
+    assert status == 200, (status, body)
+    return json.loads(body)
+
+
+def route_instances(gw: Gateway, service_id: str) -> list[dict] | None:
+    """The instances `/application/routes` lists for `service_id`; None when the service is unknown."""
+    for svc in route_table(gw)["services"]:
+        if svc["serviceId"].lower() == service_id.lower():
+            return svc["instances"]
+    return None
+
+
+def up_instances(gw: Gateway, service_id: str) -> list[dict]:
+    return [i for i in route_instances(gw, service_id) or [] if i["status"] == "UP" and i["routable"]]
+
+
+def eureka_instance(gw: Gateway, app: str, instance_id: str) -> dict | None:
+    """The registry's JSON record of one instance, or None."""
+    import urllib.parse
+
+    status, body = http_request(f"{gw.eureka}/apps/{app}/{urllib.parse.quote(instance_id, safe='')}",
+                                headers={"Accept": "application/json"})
+    return json.loads(body)["instance"] if status == 200 else None
+
+
+def route_metadata(routes: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """apiml.routes.* metadata; `routes` maps route name -> (gatewayUrl, serviceUrl)."""
+    metadata = {}
+    for name, (gateway_url, service_url) in routes.items():
+        metadata[f"apiml.routes.{name}.gatewayUrl"] = gateway_url
+        metadata[f"apiml.routes.{name}.serviceUrl"] = service_url
+    return metadata
+
+
+def registration(app: str, instance_id: str, port: int, metadata: dict[str, str], duration: int = 60) -> bytes:
+    """A Eureka registration document (JSON) for an instance on 127.0.0.1:`port`."""
+    return json.dumps({"instance": {
+        "instanceId": instance_id,
+        "hostName": HOST,
+        "app": app.upper(),
+        "ipAddr": HOST,
+        "status": "UP",
+        "port": {"$": port, "@enabled": "true"},
+        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
+        "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": duration},
+        "metadata": metadata,
+        "vipAddress": app.lower(),
+    }}).encode()
+
+
+def register(gw: Gateway, app: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+    return http_request(f"{gw.eureka}/apps/{app.upper()}", "POST", body, {"Content-Type": content_type})
+
+
+class ClientProcess:
+    """A Eureka client child whose stdout is JSON events (see tests/integration/eureka/)."""
+
+    def __init__(self, child: Child):
+        self.child = child
+        self.events: list[dict] = []
+
+    def next_event(self, name: str, timeout: float = 20.0, where: Callable[[dict], bool] = lambda e: True) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {name!r} event within {timeout}s; saw {self.events!r}\n{self.child.describe()}")
+            event = json.loads(self.child.wait_line(JSON_LINE, timeout=remaining).group(0))
+            self.events.append(event)
+            if event.get("event") == name and where(event):
+                return event
+
+
+def start_js(log_dir: Path, registry_port: int, app: str, port: int, discover: str, name: str = "",
+             options: dict | None = None) -> ClientProcess:
+    """eureka-js-client (unmodified) in a node child; `options` may carry `metadata`."""
+    import shutil
+
+    node = shutil.which("node")
+    assert node, "node not found"
+    assert (EUREKA_DIR / "node_modules" / "eureka-js-client").is_dir(), "run tests/integration/setup.sh (npm ci in tests/integration/eureka)"
+    args = [node, EUREKA_DIR / "js_client.js", registry_port, app, port, discover, json.dumps(options or {})]
+    return ClientProcess(Child(name or f"eureka-js-{app}", args, log_dir))
+
+
+def start_py(log_dir: Path, registry_port: int, app: str, port: int, discover: str, name: str = "",
+             options: dict | None = None) -> ClientProcess:
+    """py-eureka-client (unmodified) in a python child; `options` may carry `metadata`, `renewal`, `duration`."""
+    import sys
+
+    url = f"http://{HOST}:{registry_port}/eureka/"
+    args = [sys.executable, EUREKA_DIR / "py_client.py", url, app, port, discover, json.dumps(options or {})]
+    return ClientProcess(Child(name or f"eureka-py-{app}", args, log_dir))

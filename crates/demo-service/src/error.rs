@@ -24,4 +24,7 @@ pub enum DemoError {
         #[source]
         source: std::io::Error,
     },
+    /// The Eureka client cannot be set up (its registry URL is not usable).
+    #[error(transparent)]
+    Eureka(#[from] crate::eureka::EurekaError),
 }

@@ -20,6 +20,8 @@
 //! - [`DemoService`] is a bound listener; [`DemoService::serve`] runs it until a shutdown
 //!   future completes.
 //! - [`DemoError`] is what binding or serving can fail with.
+//! - [`eureka::EurekaClient`] registers the service with a Eureka registry (wsgate's embedded one),
+//!   heartbeats, and cancels on shutdown, so the gateway finds it without static configuration.
 //!
 //! Internally, `route` maps a request path to an endpoint, `http` answers the REST and UI
 //! endpoints, `handshake` validates WebSocket upgrades and builds the `101` response, and
@@ -29,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod eureka;
 mod handshake;
 mod headers;
 mod http;

@@ -2,13 +2,18 @@
 //!
 //! When bound it prints exactly one line on stdout,
 //! `wsgate-demo-service listening on ADDRESS:PORT`; logs go to stderr (`RUST_LOG` filters).
+//! With `--eureka-url` it registers itself with that Eureka registry (wsgate's embedded one), and on
+//! SIGTERM or Ctrl-C cancels its registration before it stops serving.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tokio::sync::watch;
+use wsgate_demo_service::eureka::{EurekaClient, EurekaOptions};
 use wsgate_demo_service::{DemoError, DemoService, Options};
 
 /// Exit code for a bad command line value (sysexits `EX_USAGE`).
@@ -30,6 +35,15 @@ struct Args {
     /// The instance id reported by the service [default: demo-<port>].
     #[arg(long)]
     instance_id: Option<String>,
+    /// Register with this Eureka registry, e.g. http://127.0.0.1:10011/eureka (wsgate's embedded one).
+    #[arg(long)]
+    eureka_url: Option<String>,
+    /// The application name to register as.
+    #[arg(long, default_value = "discoverableclient")]
+    app: String,
+    /// Seconds between heartbeats to the registry (the lease lasts three heartbeats).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    heartbeat_interval: u64,
 }
 
 #[tokio::main]
@@ -47,24 +61,40 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("wsgate-demo-service: {error}");
             match error {
-                DemoError::InvalidBasePath { .. } => ExitCode::from(EXIT_USAGE),
+                DemoError::InvalidBasePath { .. } | DemoError::Eureka(_) => ExitCode::from(EXIT_USAGE),
                 DemoError::Bind { .. } => ExitCode::FAILURE,
             }
         }
     }
 }
 
-/// Binds, announces the address on stdout, and serves until a stop signal.
+/// Binds, announces the address on stdout, registers when asked to, and serves until a stop signal.
 async fn run(args: Args) -> Result<(), DemoError> {
     let options = Options {
         address: args.address,
         port: args.port,
-        base_path: args.base_path,
+        base_path: args.base_path.clone(),
         instance_id: args
             .instance_id
             .unwrap_or_else(|| format!("demo-{}", args.port)),
     };
     let service = DemoService::bind(options).await?;
+    let eureka = match args.eureka_url {
+        None => None,
+        Some(url) => {
+            // An unspecified listening address is no address to give the gateway; loopback is the safe guess.
+            let ip = service.local_addr().ip();
+            let host = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
+            Some(EurekaClient::new(&EurekaOptions {
+                url,
+                app: args.app,
+                host: host.to_string(),
+                port: service.local_addr().port(),
+                base_path: args.base_path,
+                heartbeat_interval: Duration::from_secs(args.heartbeat_interval),
+            })?)
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     // A closed stdout must not stop the service; the line is only a courtesy then.
     let _ = writeln!(
@@ -74,7 +104,21 @@ async fn run(args: Args) -> Result<(), DemoError> {
     );
     let _ = stdout.flush();
     drop(stdout);
-    service.serve(stop_signal()).await
+    // The registration is cancelled before serving stops, so the gateway sends no new session to a
+    // service that is going away.
+    let (stop, mut stopped) = watch::channel(false);
+    let control = async move {
+        match &eureka {
+            Some(client) => client.run(stop_signal()).await,
+            None => stop_signal().await,
+        }
+        let _ = stop.send(true);
+    };
+    let until_stopped = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let (served, ()) = tokio::join!(service.serve(until_stopped), control);
+    served
 }
 
 /// Completes on SIGTERM or Ctrl-C (only Ctrl-C outside Unix).

@@ -9,8 +9,10 @@
 //!    on, and serves HTTP/1.1 with hyper;
 //! 2. [`handshake`]: tells WebSocket upgrades from plain HTTP and checks them;
 //! 3. [`route`]: resolves `/{serviceId}/{gatewayUrl}/...` in the [`route::RouteTable`], which the
-//!    [`discovery::ServiceDirectory`] rebuilds whenever a source of services changes;
-//! 4. [`balance`]: picks an instance;
+//!    [`discovery::ServiceDirectory`] rebuilds whenever a source of services changes: the static
+//!    config, or the embedded Eureka registry (`wsgate-registry`), which [`server`] serves on its own
+//!    port and [`discovery::embedded`] follows;
+//! 4. [`balance`]: picks an instance, and another one when connecting fails;
 //! 5. [`upstream`]: opens the session to the service before the client gets its answer;
 //! 6. [`relay`]: forwards frames both ways with fixed buffers, or [`proxy`] forwards plain HTTP;
 //! 7. [`session`]: accounts for open sessions, which [`admin`] lists.

@@ -25,6 +25,7 @@ use crate::admin;
 use crate::balance::Picker;
 use crate::body::Body;
 use crate::config::{Config, WebSocketConfig};
+use crate::discovery::listener::{RegistryListener, RegistryStartError};
 use crate::discovery::{ServiceDirectory, Source};
 use crate::failure::Failure;
 use crate::handshake::{self, Forwarded, Offer};
@@ -56,6 +57,9 @@ pub enum GatewayError {
     /// The TLS certificate or key could not be used.
     #[error("cannot load the TLS identity: {0}")]
     Tls(#[from] TlsError),
+    /// The embedded registry could not start (its port or its state file).
+    #[error(transparent)]
+    Registry(#[from] RegistryStartError),
 }
 
 /// What every request handler shares: configuration, the live route table, the picker, the session
@@ -71,6 +75,8 @@ pub(crate) struct Shared {
     port: u16,
     /// The client-facing TLS configuration; `None` serves plain ws and http.
     tls: Option<Arc<ServerConfig>>,
+    /// Where the routes come from, for `/application/routes`.
+    pub(crate) directory: Arc<ServiceDirectory>,
 }
 
 impl Shared {
@@ -87,38 +93,52 @@ pub struct Gateway {
     listeners: Listeners,
     shared: Arc<Shared>,
     directory: Arc<ServiceDirectory>,
+    registry: Option<RegistryListener>,
 }
 
 impl Gateway {
-    /// Binds the listening sockets of `config` (one per worker) and loads its static services.
+    /// Binds the listening sockets of `config` (one per worker) and, when it is enabled, the
+    /// embedded registry's port on the same address; loads the static services and the registry's
+    /// state file.
     ///
     /// # Errors
     ///
     /// [`GatewayError::Tls`] when the TLS certificate or key cannot be used, [`GatewayError::Bind`]
-    /// when the address cannot be bound.
+    /// when the address cannot be bound, [`GatewayError::Registry`] when the registry's port cannot
+    /// be bound or its state file cannot be read.
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let listeners = Listeners::bind(config.listen).map_err(|source| GatewayError::Bind { address: config.listen, source })?;
         let port = listeners.local_addr().port();
         let directory = Arc::new(ServiceDirectory::new());
         directory.update(Source::Static, config.services);
+        let registry = match config.embedded {
+            None => None,
+            Some(embedded) => Some(RegistryListener::bind(config.listen.ip(), embedded, &directory).await?),
+        };
         let prefix = std::collections::hash_map::RandomState::new().hash_one(port) as u32;
         let shared = Shared {
             routes: directory.routes(),
-            picker: Picker::default(),
+            picker: Picker::new(&config.load_balancing),
             sessions: SessionTable::new(prefix),
             proxy: HttpProxy::new(config.websocket.connect_timeout),
             buffers: BufferPool::default(),
             websocket: config.websocket,
             port,
             tls,
+            directory: Arc::clone(&directory),
         };
-        Ok(Gateway { listeners, shared: Arc::new(shared), directory })
+        Ok(Gateway { listeners, shared: Arc::new(shared), directory, registry })
     }
 
     /// The address the gateway listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.listeners.local_addr()
+    }
+
+    /// The address the embedded registry listens on, when it is enabled.
+    pub fn registry_addr(&self) -> Option<SocketAddr> {
+        self.registry.as_ref().map(RegistryListener::address)
     }
 
     /// The service directory, for sources that add services at run time.
@@ -131,23 +151,30 @@ impl Gateway {
         self.shared.sessions.clone()
     }
 
-    /// Starts the workers (one thread and runtime per core, see [`crate::worker`]) and serves
-    /// connections until `shutdown` completes; then it tells the workers to stop, which drops their
-    /// open sessions, and returns without waiting for them.
+    /// Starts the workers (one thread and runtime per core, see [`crate::worker`]) and the embedded
+    /// registry, and serves connections until `shutdown` completes; then it tells the workers to
+    /// stop, which drops their open sessions, waits for the registry to finish its requests in
+    /// flight and save its state file, and returns without waiting for the workers.
     ///
     /// # Errors
     ///
     /// [`GatewayError::Workers`] when a worker thread or runtime cannot be started.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
         let (stop, stopped) = watch::channel(false);
-        let Gateway { listeners, shared, .. } = self;
+        let Gateway { listeners, shared, registry, .. } = self;
         let started = listeners.start(move |listener, stop| accept_loop(listener, Arc::clone(&shared), stop), &stopped);
         if let Err(source) = started {
             let _ = stop.send(true);
             return Err(GatewayError::Workers(source));
         }
+        let registry = registry.map(|registry| registry.spawn(&stopped));
         shutdown.await;
         let _ = stop.send(true);
+        if let Some(registry) = registry {
+            if let Err(error) = registry.await {
+                warn!(%error, "embedded registry task failed");
+            }
+        }
         Ok(())
     }
 }
@@ -204,7 +231,7 @@ where
 /// Sends a request to its pipeline.
 async fn dispatch(shared: Arc<Shared>, client: SocketAddr, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if request.uri().path().starts_with(admin::PREFIX) {
-        return Ok(admin::handle(request.method(), request.uri().path(), client, &shared.sessions));
+        return Ok(admin::handle(request.method(), request.uri().path(), client, &shared.sessions, &shared.directory));
     }
     let response = match Offer::inspect(&request, &shared.websocket.subprotocols) {
         Err(error) => handshake::reject(error),
@@ -218,10 +245,6 @@ async fn dispatch(shared: Arc<Shared>, client: SocketAddr, request: Request<Inco
 async fn forward_http(shared: &Shared, request: Request<Incoming>, client: SocketAddr) -> Result<Response<Body>, Failure> {
     let routes = Arc::clone(&shared.routes.borrow());
     let resolved = routes.resolve(request.uri().path(), request.uri().query())?;
-    let instance = shared
-        .picker
-        .pick(&resolved.service)
-        .ok_or_else(|| Failure::NoInstance { service_id: resolved.requested_id.clone() })?;
     let forwarded = shared.forwarded(client, &request);
-    shared.proxy.forward(request, instance, &resolved.target, &forwarded).await
+    shared.proxy.forward(request, &shared.picker, &resolved, &forwarded).await
 }

@@ -1,5 +1,6 @@
 //! The WebSocket pipeline for one upgrade request: resolve the route → pick an instance → open the
-//! service session (upstream first) → answer the client → relay → account.
+//! service session (upstream first; a failed connect is retried on other instances) → answer the
+//! client → relay → account.
 
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -8,7 +9,10 @@ use std::sync::Arc;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
+use tokio::time::Instant;
 use tracing::{info, info_span, warn, Instrument};
+
+use crate::balance::{self, Lease, Tried};
 
 use crate::body::{self, Body};
 use crate::config::ErrorMode;
@@ -25,12 +29,12 @@ pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, of
     let span = info_span!("session", id = %id);
     let outcome = connect(&shared, &request, &offer, client).instrument(span.clone()).await;
     match outcome {
-        Ok((opened, info)) => {
+        Ok((opened, info, lease)) => {
             let response = handshake::client_response(&offer, &opened.accepted).map(|()| body::empty());
             // Only what the relay needs moves into its task: every byte there is held per open session.
             let client_upgrade = hyper::upgrade::on(&mut request);
             let session = shared.sessions.open(id, info);
-            tokio::spawn(relay_session(shared, client_upgrade, opened.io, session).instrument(span));
+            tokio::spawn(relay_session(shared, client_upgrade, opened.io, session, lease).instrument(span));
             response
         }
         Err(failure) => {
@@ -54,31 +58,61 @@ pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, of
     }
 }
 
-/// Resolves, picks and opens the service session.
-async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, client: SocketAddr) -> Result<(OpenedSession, SessionInfo), Failure> {
+/// Resolves, picks and opens the service session. A connect failure is retried on another instance
+/// after a short back-off, up to `retries` times; the client gets the last failure. Each try has
+/// `connectTimeout` of its own.
+async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, client: SocketAddr) -> Result<(OpenedSession, SessionInfo, Lease), Failure> {
     let routes = Arc::clone(&shared.routes.borrow());
     let path = request.uri().path();
     let resolved = routes.resolve(path, request.uri().query())?;
-    let instance = shared.picker.pick(&resolved.service).ok_or_else(|| Failure::NoInstance { service_id: resolved.requested_id.clone() })?;
-    let authority = instance.authority();
-    let scheme = if instance.secure { "wss" } else { "ws" };
-    let url = format!("{scheme}://{authority}{}", resolved.target);
     let forwarded = shared.forwarded(client, request);
-    let upstream_request = handshake::upstream_request(request.headers(), offer, &resolved.target, &authority, &forwarded);
-    let opened = upstream::open_websocket(instance, url.clone(), upstream_request, offer, shared.websocket.connect_timeout).await?;
-    let info = SessionInfo {
-        client_address: client,
-        gateway_path: request.uri().path_and_query().map_or(path, |p| p.as_str()).to_owned(),
-        service_url: url,
-        service_id: resolved.service.service.id.shared(),
-        instance_id: Arc::clone(&instance.instance_id),
-        subprotocol: opened.accepted.protocol.clone(),
-    };
-    Ok((opened, info))
+    let mut tried = Tried::default();
+    let mut retries = 0;
+    let mut last_error = None;
+    loop {
+        let Some(pick) = shared.picker.pick(&resolved.service, request.headers(), &tried, Instant::now()) else {
+            // Every UP instance has failed this session already (or none is UP, or a sticky one is not).
+            return Err(last_error.map_or_else(|| Failure::NoInstance { service_id: resolved.requested_id.clone() }, Failure::Connect));
+        };
+        if retries > 0 {
+            // Only once another instance is known to be left: a lone instance fails without delay.
+            tokio::time::sleep(balance::backoff(retries)).await;
+        }
+        let instance = pick.instance;
+        let authority = instance.authority();
+        let scheme = if instance.secure { "wss" } else { "ws" };
+        let url = format!("{scheme}://{authority}{}", resolved.target);
+        let upstream_request = handshake::upstream_request(request.headers(), offer, &resolved.target, &authority, &forwarded);
+        match upstream::open_websocket(instance, url.clone(), upstream_request, offer, shared.websocket.connect_timeout).await {
+            Ok(opened) => {
+                let info = SessionInfo {
+                    client_address: client,
+                    gateway_path: request.uri().path_and_query().map_or(path, |p| p.as_str()).to_owned(),
+                    service_url: url,
+                    service_id: resolved.service.service.id.shared(),
+                    instance_id: Arc::clone(&instance.instance_id),
+                    subprotocol: opened.accepted.protocol.clone(),
+                };
+                return Ok((opened, info, pick.into_lease()));
+            }
+            Err(error) if error.cause.may_retry() => {
+                shared.picker.failed(pick, &mut tried, Instant::now());
+                if retries == shared.picker.retries() {
+                    return Err(error.into());
+                }
+                retries += 1;
+                warn!(%error, retry = retries, "connect failed; trying another instance");
+                last_error = Some(error);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 /// Waits for the client's side of the upgrade, then relays until the session ends.
-async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: Peer, session: OpenSession) {
+///
+/// `_lease` counts the session on its instance for `least-sessions` until the session ends.
+async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: Peer, session: OpenSession, _lease: Lease) {
     let client = match client_upgrade.await {
         Ok(upgraded) => Peer::new(upgraded),
         Err(error) => {

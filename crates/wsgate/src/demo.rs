@@ -1,73 +1,123 @@
-//! `wsgate demo`: the gateway and two demo-service instances in one process, with static routes.
+//! `wsgate demo`: the gateway, its embedded registry and two demo-service instances in one process.
+//! The instances register themselves with the registry over the Eureka REST API, as any service
+//! would, and the gateway routes to them once they have.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
+use wsgate_demo_service::eureka::{EurekaClient, EurekaOptions};
 use wsgate_demo_service::{DemoService, Options};
-use wsgate_gateway::discovery::{Instance, InstanceStatus, Service, ServiceId};
+use wsgate_gateway::discovery::InstanceStatus;
+use wsgate_gateway::route::RouteTable;
 use wsgate_gateway::{Config, Gateway};
 
-use crate::{announce, signal, Failure};
+use crate::{announce, bind_failure, signal, Failure};
 
 const SERVICE_ID: &str = "discoverableclient";
 const BASE_PATH: &str = "/discoverableclient";
+const INSTANCES: usize = 2;
 
-pub(crate) async fn run(address: IpAddr, port: u16) -> Result<(), Failure> {
+/// How long the instances get to register before the URLs are printed anyway, with a warning.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the demo instances heartbeat (Eureka's default).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(address: IpAddr, port: u16, registry_port: u16) -> Result<(), Failure> {
     let mut config = Config::load(None, std::env::vars()).map_err(|error| Failure::Usage(error.to_string()))?;
     config.listen = SocketAddr::new(address, port);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut instances = Vec::new();
-    for number in 1..=2 {
-        let options = Options {
-            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
-            base_path: BASE_PATH.to_owned(),
-            instance_id: format!("demo-{number}"),
-        };
+    let Some(embedded) = config.embedded.as_mut() else {
+        return Err(Failure::Usage("wsgate demo needs the embedded registry (unset DISCOVERY_EMBEDDED_ENABLED)".to_owned()));
+    };
+    embedded.port = registry_port;
+    let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
+    let at = gateway.local_addr();
+    let registry_at = gateway.registry_addr().ok_or_else(|| Failure::Runtime("the embedded registry did not start".to_owned()))?;
+    let eureka_url = format!("http://{}/eureka", reachable(registry_at));
+
+    let (stop_services, services_stopped) = watch::channel(false);
+    let (stop_clients, clients_stopped) = watch::channel(false);
+    let mut clients = JoinSet::new();
+    let mut instance_list = Vec::new();
+    for number in 1..=INSTANCES {
+        let options = Options { address: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 0, base_path: BASE_PATH.to_owned(), instance_id: format!("demo-{number}") };
         let service = DemoService::bind(options).await.map_err(|error| Failure::Runtime(error.to_string()))?;
         let bound = service.local_addr();
-        instances.push(Instance {
-            instance_id: format!("demo-{number}").into(),
+        let eureka = EurekaOptions {
+            url: eureka_url.clone(),
+            app: SERVICE_ID.to_owned(),
             host: bound.ip().to_string(),
             port: bound.port(),
-            secure: false,
-            status: InstanceStatus::Up,
+            base_path: BASE_PATH.to_owned(),
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+        };
+        let client = Arc::new(EurekaClient::new(&eureka).map_err(|error| Failure::Runtime(error.to_string()))?);
+        instance_list.push(format!("demo-{number} at {bound}"));
+        tokio::spawn(service.serve(until(services_stopped.clone())));
+        clients.spawn({
+            let stopped = until(clients_stopped.clone());
+            async move { client.run(stopped).await }
         });
-        let mut stop = stop_rx.clone();
-        tokio::spawn(service.serve(async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        }));
     }
-    let metadata: BTreeMap<String, String> = [
-        ("apiml.routes.ws_v1.gatewayUrl", "ws/v1"),
-        ("apiml.routes.ws_v1.serviceUrl", "/discoverableclient/ws"),
-        ("apiml.routes.api_v1.gatewayUrl", "api/v1"),
-        ("apiml.routes.api_v1.serviceUrl", "/discoverableclient/api/v1"),
-        ("apiml.routes.ui_v1.gatewayUrl", "ui/v1"),
-        ("apiml.routes.ui_v1.serviceUrl", "/discoverableclient"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let instance_list = instances.iter().map(|i| format!("{} at {}", i.instance_id, i.authority())).collect::<Vec<_>>().join(", ");
-    config.services = vec![Service { id: ServiceId::new(SERVICE_ID), instances, metadata }];
-    let gateway = Gateway::bind(config).await.map_err(|error| Failure::Runtime(error.to_string()))?;
-    let at = gateway.local_addr();
-    let host = if at.ip().is_unspecified() { "127.0.0.1".to_owned() } else { at.ip().to_string() };
-    announce(
-        &gateway,
-        &[
-            format!("demo service {SERVICE_ID}: {instance_list}"),
-            format!("try: ws://{host}:{}/{SERVICE_ID}/ws/v1/uppercase   (send text, get it upper-cased; 'bye' closes)", at.port()),
-            format!("     ws://{host}:{}/{SERVICE_ID}/ws/v1/header      (send anything, get the handshake headers)", at.port()),
-            format!("     http://{host}:{}/{SERVICE_ID}/api/v1/greeting?name=you", at.port()),
-            format!("     http://{host}:{}/{SERVICE_ID}/ui/v1/", at.port()),
-            format!("     http://{host}:{}/application/websockets       (open sessions)", at.port()),
-            "(plain ws/http: for wss/https, run `wsgate serve` with server.ssl; see the README)".to_owned(),
-        ],
-    );
-    gateway.serve(signal::stop()).await.map_err(|error| Failure::Runtime(error.to_string()))?;
-    let _ = stop_tx.send(true);
-    Ok(())
+
+    // On a stop signal: cancel the registrations, then stop the instances, then the gateway.
+    let shutdown = async move {
+        signal::stop().await;
+        let _ = stop_clients.send(true);
+        while clients.join_next().await.is_some() {}
+        let _ = stop_services.send(true);
+    };
+    let mut routes = gateway.directory().routes();
+    let ready = async move {
+        let registered = tokio::time::timeout(REGISTRATION_WAIT, routes.wait_for(|table| up_instances(table) >= INSTANCES)).await;
+        if !matches!(registered, Ok(Ok(_))) {
+            tracing::warn!("the demo instances have not registered within {REGISTRATION_WAIT:?}; see the log above");
+        }
+        let host = if at.ip().is_unspecified() { "127.0.0.1".to_owned() } else { at.ip().to_string() };
+        let port = at.port();
+        announce(
+            at,
+            Some(registry_at),
+            &[
+                format!("demo service {SERVICE_ID}: {}", instance_list.join(", ")),
+                format!("registered with the embedded registry at {eureka_url} (any Eureka client can register there)"),
+                format!("try: ws://{host}:{port}/{SERVICE_ID}/ws/v1/uppercase   (send text, get it upper-cased; 'bye' closes)"),
+                format!("     ws://{host}:{port}/{SERVICE_ID}/ws/v1/header      (send anything, get the handshake headers)"),
+                format!("     http://{host}:{port}/{SERVICE_ID}/api/v1/greeting?name=you"),
+                format!("     http://{host}:{port}/{SERVICE_ID}/ui/v1/"),
+                format!("     http://{host}:{port}/application/routes           (the live route table)"),
+                format!("     http://{host}:{port}/application/websockets       (open sessions)"),
+                "(plain ws/http: for wss/https, run `wsgate serve` with server.ssl; see the README)".to_owned(),
+            ],
+        );
+    };
+    let (served, ()) = tokio::join!(gateway.serve(shutdown), ready);
+    served.map_err(|error| Failure::Runtime(error.to_string()))
+}
+
+/// Completes once `stopped` turns true (or its sender is gone).
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// The demo service's UP instances in `table`.
+fn up_instances(table: &RouteTable) -> usize {
+    table
+        .services()
+        .filter(|s| s.service.id.key() == SERVICE_ID)
+        .flat_map(|s| &s.service.instances)
+        .filter(|i| i.status == InstanceStatus::Up)
+        .count()
+}
+
+/// An address to connect to `bound`: loopback in place of an unspecified address.
+fn reachable(bound: SocketAddr) -> SocketAddr {
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), bound.port()),
+        _ => bound,
+    }
 }

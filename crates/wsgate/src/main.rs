@@ -1,14 +1,15 @@
 //! `wsgate`: the gateway binary. It parses the command line, loads configuration before binding
 //! anything, and hands over to the `wsgate-gateway` library.
 //!
-//! Exit codes: 0 after a clean stop, 64 for a bad command line or configuration, 1 when the gateway
-//! cannot start (for example the port is taken).
+//! Exit codes: 0 after a clean stop, 64 for a bad command line or configuration (the embedded
+//! registry's port taken or its state file unreadable included: both name their key), 1 when the
+//! gateway cannot start (for example its port is taken).
 
 mod demo;
 mod signal;
 
 use std::io::{IsTerminal as _, Write as _};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,7 +37,7 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Run the gateway with two instances of the demo service, for a first look.
+    /// Run the gateway, its registry and two self-registering instances of the demo service, for a first look.
     Demo {
         /// The gateway's address.
         #[arg(long, default_value = "127.0.0.1")]
@@ -44,6 +45,9 @@ enum Command {
         /// The gateway's port (0 picks a free one).
         #[arg(long, default_value_t = wsgate_gateway::config::DEFAULT_PORT)]
         port: u16,
+        /// The embedded registry's port, on the same address (0 picks a free one).
+        #[arg(long, default_value_t = wsgate_gateway::config::DEFAULT_REGISTRY_PORT)]
+        registry_port: u16,
     },
 }
 
@@ -82,24 +86,34 @@ async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref(), std::env::vars()).map_err(|error| Failure::Usage(error.to_string()))?;
-            let gateway = Gateway::bind(config).await.map_err(|error| match error {
-                // A certificate or key that cannot be used is a configuration error like any other.
-                GatewayError::Tls(_) => Failure::Usage(error.to_string()),
-                GatewayError::Bind { .. } | GatewayError::Workers(_) => Failure::Runtime(error.to_string()),
-            })?;
-            announce(&gateway, &[]);
+            let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
+            announce(gateway.local_addr(), gateway.registry_addr(), &[]);
             gateway.serve(signal::stop()).await.map_err(|error| Failure::Runtime(error.to_string()))?;
             Ok(())
         }
-        Command::Demo { address, port } => demo::run(address, port).await,
+        Command::Demo { address, port, registry_port } => demo::run(address, port, registry_port).await,
     }
 }
 
-/// Prints the listening line (the one line tests and scripts read from stdout), then `extra` lines.
-fn announce(gateway: &Gateway, extra: &[String]) {
+/// How a gateway that cannot start stops the binary.
+fn bind_failure(error: GatewayError) -> Failure {
+    match error {
+        // A certificate or key that cannot be used is a configuration error like any other; so are
+        // the registry's port and state file, whose messages name their keys.
+        GatewayError::Tls(_) | GatewayError::Registry(_) => Failure::Usage(error.to_string()),
+        GatewayError::Bind { .. } | GatewayError::Workers(_) => Failure::Runtime(error.to_string()),
+    }
+}
+
+/// Prints the listening lines (the lines tests and scripts read from stdout): the gateway's, then the
+/// embedded registry's when it runs, then `extra` lines.
+fn announce(gateway: SocketAddr, registry: Option<SocketAddr>, extra: &[String]) {
     let mut stdout = std::io::stdout().lock();
     // A closed stdout must not stop the gateway.
-    let _ = writeln!(stdout, "wsgate listening on {}", gateway.local_addr());
+    let _ = writeln!(stdout, "wsgate listening on {gateway}");
+    if let Some(registry) = registry {
+        let _ = writeln!(stdout, "registry listening on {registry}");
+    }
     for line in extra {
         let _ = writeln!(stdout, "{line}");
     }

@@ -4,11 +4,12 @@
 // half second, and reports on stdout one JSON object a line:
 //   {"event":"registered"}   {"event":"heartbeat"}   {"event":"deregistered"}
 //   {"event":"discovered","instances":[{"instanceId":..,"port":..,"status":..}]}  (DISCOVER's instances, on change)
-// SIGTERM deregisters (DELETE) and exits.
-// Usage: node js_client.js REGISTRY_PORT APP PORT DISCOVER
+// SIGTERM deregisters (DELETE) and exits. OPTIONS, a JSON object, may set "metadata".
+// Usage: node js_client.js REGISTRY_PORT APP PORT DISCOVER [OPTIONS]
 const { Eureka } = require('eureka-js-client');
 
-const [registryPort, app, port, discover] = process.argv.slice(2);
+const [registryPort, app, port, discover, optionsJson] = process.argv.slice(2);
+const options = JSON.parse(optionsJson || '{}');
 const say = (event) => process.stdout.write(JSON.stringify(event) + '\n');
 const toStderr = (level) => (...args) => process.stderr.write(`${level} ${args.map(String).join(' ')}\n`);
 
@@ -22,6 +23,7 @@ const client = new Eureka({
     port: { $: Number(port), '@enabled': true },
     vipAddress: `${app}.vip`,
     dataCenterInfo: { '@class': 'com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo', name: 'MyOwn' },
+    ...(options.metadata ? { metadata: options.metadata } : {}),
   },
   eureka: {
     host: '127.0.0.1',

@@ -1,12 +1,13 @@
 """py-eureka-client (unmodified) against a Eureka registry.
 
-Registers APP with an instanceId and a 1 s heartbeat; the same timer fetches deltas, which the
-library reads as XML. Reports on stdout one JSON object a line:
+Registers APP with an instanceId and a 1 s heartbeat (lease 5 s); the same timer fetches deltas,
+which the library reads as XML. OPTIONS, a JSON object, may set "metadata" (replacing the default
+{"apiml.routes.ws_v1.gatewayUrl": "ws/v1"}), "renewal" and "duration" (seconds). Reports on stdout one JSON object a line:
   {"event": "registered"}   {"event": "deregistered"}
   {"event": "discovered", "instances": [{"instanceId": .., "port": .., "status": ..}]}  (DISCOVER's, on change)
 SIGTERM cancels the registration (DELETE) and exits.
 
-Usage: python py_client.py REGISTRY_URL APP PORT DISCOVER
+Usage: python py_client.py REGISTRY_URL APP PORT DISCOVER [OPTIONS]
 """
 
 import asyncio
@@ -22,7 +23,7 @@ def say(event: dict) -> None:
     print(json.dumps(event), flush=True)
 
 
-async def main(url: str, app: str, port: int, discover: str) -> None:
+async def main(url: str, app: str, port: int, discover: str, options: dict) -> None:
     client = EurekaClient(
         eureka_server=url,
         app_name=app,
@@ -30,10 +31,10 @@ async def main(url: str, app: str, port: int, discover: str) -> None:
         instance_host="127.0.0.1",
         instance_ip="127.0.0.1",
         instance_port=port,
-        renewal_interval_in_secs=1,
-        duration_in_secs=5,
+        renewal_interval_in_secs=options.get("renewal", 1),
+        duration_in_secs=options.get("duration", 5),
         vip_adr=f"{app}.vip",
-        metadata={"apiml.routes.ws_v1.gatewayUrl": "ws/v1"},
+        metadata=options.get("metadata", {"apiml.routes.ws_v1.gatewayUrl": "ws/v1"}),
     )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -61,4 +62,5 @@ async def main(url: str, app: str, port: int, discover: str) -> None:
 
 if __name__ == "__main__":
     registry_url, app_name, instance_port, discover_app = sys.argv[1:5]
-    asyncio.run(main(registry_url, app_name, int(instance_port), discover_app))
+    extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+    asyncio.run(main(registry_url, app_name, int(instance_port), discover_app, extra))

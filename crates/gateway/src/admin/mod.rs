@@ -1,5 +1,7 @@
 //! Diagnostics under `/application/` (MISSION §6): health for everyone, the rest for loopback clients
-//! only until authentication lands.
+//! only until authentication lands: `websockets` (open sessions) and [`routes`] (the route table).
+
+mod routes;
 
 use std::net::SocketAddr;
 
@@ -8,20 +10,22 @@ use http::{Method, Response, StatusCode};
 use serde_json::json;
 
 use crate::body::{self, Body};
+use crate::discovery::ServiceDirectory;
 use crate::session::{Session, SessionTable};
 
 /// The path prefix the diagnostics own; no service can be routed under it.
 pub const PREFIX: &str = "/application/";
 
 /// Answers a request under [`PREFIX`].
-pub fn handle(method: &Method, path: &str, client: SocketAddr, sessions: &SessionTable) -> Response<Body> {
+pub fn handle(method: &Method, path: &str, client: SocketAddr, sessions: &SessionTable, directory: &ServiceDirectory) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported here\n");
     }
     match path.strip_prefix(PREFIX) {
         Some("health") => json_response(&json!({ "status": "UP" })),
-        Some("websockets") if !client.ip().is_loopback() => text(StatusCode::FORBIDDEN, "diagnostics are only served to loopback clients\n"),
+        Some("websockets" | "routes") if !client.ip().is_loopback() => text(StatusCode::FORBIDDEN, "diagnostics are only served to loopback clients\n"),
         Some("websockets") => json_response(&serde_json::Value::Array(sessions.snapshot().iter().map(|s| describe(s)).collect())),
+        Some("routes") => json_response(&routes::describe(&directory.listing())),
         _ => text(StatusCode::NOT_FOUND, "unknown diagnostics endpoint\n"),
     }
 }
@@ -86,15 +90,45 @@ mod tests {
         );
         open.from_client.record(12, 1);
         let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let listed = body_of(handle(&Method::GET, "/application/websockets", local, &sessions)).await;
+        let listed = body_of(handle(&Method::GET, "/application/websockets", local, &sessions, &ServiceDirectory::new())).await;
         assert_eq!(listed[0]["sessionId"], open.id.to_string());
         assert_eq!(listed[0]["subprotocol"], "v12.stomp");
         assert_eq!(listed[0]["bytesFromClient"], 12);
         assert_eq!(listed[0]["messagesToClient"], 0);
         let remote: SocketAddr = "192.0.2.1:1".parse().unwrap();
-        assert_eq!(handle(&Method::GET, "/application/websockets", remote, &sessions).status(), StatusCode::FORBIDDEN);
-        assert_eq!(handle(&Method::GET, "/application/health", remote, &sessions).status(), StatusCode::OK);
+        assert_eq!(handle(&Method::GET, "/application/websockets", remote, &sessions, &ServiceDirectory::new()).status(), StatusCode::FORBIDDEN);
+        assert_eq!(handle(&Method::GET, "/application/health", remote, &sessions, &ServiceDirectory::new()).status(), StatusCode::OK);
         drop(open);
-        assert_eq!(body_of(handle(&Method::GET, "/application/websockets", local, &sessions)).await, json!([]));
+        assert_eq!(body_of(handle(&Method::GET, "/application/websockets", local, &sessions, &ServiceDirectory::new())).await, json!([]));
+    }
+
+    #[tokio::test]
+    async fn lists_the_route_table_with_sources() {
+        use crate::discovery::{Discovered, Instance, InstanceStatus, Service, ServiceId, Source, Unroutable};
+        let directory = ServiceDirectory::new();
+        let instance = |id: &str, port, secure| Instance { instance_id: id.into(), host: "127.0.0.1".into(), port, secure, status: InstanceStatus::Up };
+        let metadata = [("apiml.routes.ws_v1.gatewayUrl", "/ws/v1/"), ("apiml.routes.ws_v1.serviceUrl", "/dc/ws"), ("apiml.routes.web.gatewayUrl", "web"), ("apiml.routes.web.serviceUrl", "/")];
+        let service = Service { id: ServiceId::new("DC"), instances: vec![instance("a", 1, false)], metadata: metadata.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect() };
+        let unroutable = vec![Unroutable { service: ServiceId::new("dc"), instance: instance("b", 2, true), reason: "TLS" }];
+        directory.update_discovered(Source::Embedded, Discovered { services: vec![service], unroutable });
+        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let sessions = SessionTable::new(1);
+        let listed = body_of(handle(&Method::GET, "/application/routes", local, &sessions, &directory)).await;
+        assert_eq!(
+            listed,
+            json!({"services": [{
+                "serviceId": "DC",
+                "instances": [
+                    {"instanceId": "a", "host": "127.0.0.1", "port": 1, "secure": false, "status": "UP", "source": "embedded", "routable": true},
+                    {"instanceId": "b", "host": "127.0.0.1", "port": 2, "secure": true, "status": "UP", "source": "embedded", "routable": false, "reason": "TLS"},
+                ],
+                "routes": [
+                    {"name": "ws_v1", "kind": "ws", "gatewayUrl": "ws/v1", "serviceUrl": "/dc/ws", "gatewayPath": "/dc/ws/v1"},
+                    {"name": "web", "kind": "other", "gatewayUrl": "web", "serviceUrl": "/", "gatewayPath": "/dc/web"},
+                ],
+            }]})
+        );
+        let remote: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert_eq!(handle(&Method::GET, "/application/routes", remote, &sessions, &directory).status(), StatusCode::FORBIDDEN);
     }
 }

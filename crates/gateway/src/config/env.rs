@@ -19,8 +19,16 @@ pub(crate) const KEYS: &[&str] = &[
     "server.webSocket.connectTimeout",
     "server.webSocket.idleTimeout",
     "server.webSocket.maxFrameSize",
+    "server.loadBalancing.strategy",
+    "server.loadBalancing.retries",
+    "server.loadBalancing.ejectFor",
     "discovery.embedded.enabled",
     "discovery.embedded.port",
+    "discovery.embedded.allow",
+    "discovery.embedded.stateFile",
+    "discovery.embedded.selfPreservation",
+    "discovery.embedded.renewalPercentThreshold",
+    "discovery.embedded.evictionInterval",
     "eureka.client.serviceUrl.defaultZone",
 ];
 

@@ -4,6 +4,7 @@
 //! with Spring's relaxed binding ([`env`]). [`Config::load`] then validates everything into typed
 //! values. Nothing reads the environment after loading.
 
+mod discovery;
 mod env;
 mod raw;
 mod units;
@@ -15,13 +16,15 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::balance::{BalancePolicy, UnknownStrategy};
 use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
 use crate::tls::TlsFiles;
 use raw::RawConfig;
 
+pub use discovery::{EmbeddedRegistry, DEFAULT_REGISTRY_PORT};
+
 /// The default `server.port`.
 pub const DEFAULT_PORT: u16 = 10010;
-const DEFAULT_REGISTRY_PORT: u16 = 10011;
 
 /// How routing and upstream failures reach the client (MISSION §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +79,10 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// The static `services`.
     pub services: Vec<Service>,
+    /// `server.loadBalancing.*`.
+    pub load_balancing: BalancePolicy,
+    /// `discovery.embedded.*`: the embedded Eureka registry, `None` when disabled.
+    pub embedded: Option<EmbeddedRegistry>,
 }
 
 /// Why a configuration was refused. The message names the key (and, for the file, its position).
@@ -193,12 +200,16 @@ impl Config {
                 .filter(|&n| n >= 125)
                 .ok_or_else(|| invalid("server.webSocket.maxFrameSize", format!("`{text}` is not a size of at least 125 bytes, such as 64KiB or 16MiB")))?,
         };
+        let load_balancing = load_balancing(&raw.server.load_balancing)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
+        let embedded = discovery::embedded(raw.discovery.embedded, base)?;
         Ok(Config {
             listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
             tls,
             websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size },
+            load_balancing,
             services,
+            embedded,
         })
     }
 }
@@ -213,6 +224,21 @@ fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigE
         _ => Err(invalid(key, "is required when server.ssl.enabled is true: the path of a PEM file".into())),
     };
     Ok(Some(TlsFiles { certificate: file("server.ssl.certificate", &ssl.certificate)?, key: file("server.ssl.certificateKey", &ssl.certificate_key)? }))
+}
+
+/// `server.loadBalancing.*`, with defaults for the keys not written.
+fn load_balancing(raw: &raw::RawLoadBalancing) -> Result<BalancePolicy, ConfigError> {
+    let defaults = BalancePolicy::default();
+    let strategy = match raw.strategy.as_deref() {
+        None => defaults.strategy,
+        Some(text) => text.parse().map_err(|error: UnknownStrategy| invalid("server.loadBalancing.strategy", error.to_string()))?,
+    };
+    let eject_for = match raw.eject_for.as_deref() {
+        None => defaults.eject_for,
+        Some(text) => units::parse_duration(text)
+            .ok_or_else(|| invalid("server.loadBalancing.ejectFor", format!("`{text}` is not a duration such as 500ms, 30s or 5m")))?,
+    };
+    Ok(BalancePolicy { strategy, retries: raw.retries.unwrap_or(defaults.retries), eject_for })
 }
 
 fn invalid(key: &str, message: String) -> ConfigError {
@@ -238,12 +264,6 @@ fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
     }
     if raw.server.web_socket.idle_timeout.is_some() {
         return not_built("server.webSocket.idleTimeout", "the idle time-out", "unset");
-    }
-    if raw.discovery.embedded.enabled == Some(true) {
-        return not_built("discovery.embedded.enabled", "the embedded Eureka registry", "false");
-    }
-    if raw.discovery.embedded.port.is_some_and(|p| p != DEFAULT_REGISTRY_PORT) {
-        return not_built("discovery.embedded.port", "the embedded Eureka registry", "10011");
     }
     if raw.eureka.client.service_url.default_zone.is_some() {
         return not_built("eureka.client.serviceUrl.defaultZone", "the Eureka client", "unset");
@@ -276,6 +296,7 @@ fn service(index: usize, raw: raw::RawService) -> Result<Service, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::Strategy;
 
     fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
@@ -293,6 +314,10 @@ server:
     errorMode: http-status
     connectTimeout: 500ms
     maxFrameSize: 64KiB
+  loadBalancing:
+    strategy: least-sessions
+    retries: 4
+    ejectFor: 1500ms
 discovery:
   embedded:
     enabled: false
@@ -316,6 +341,7 @@ services:
         assert_eq!(config.websocket.error_mode, ErrorMode::HttpStatus);
         assert_eq!(config.websocket.connect_timeout, Duration::from_millis(500));
         assert_eq!(config.websocket.max_frame_size, 65_536);
+        assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::LeastSessions, retries: 4, eject_for: Duration::from_millis(1500) });
         assert_eq!(&*config.services[0].instances[0].instance_id, "127.0.0.1:10012");
         assert_eq!(config.services[0].metadata["apiml.service.version"], "1");
     }
@@ -328,6 +354,7 @@ services:
         assert_eq!(config.websocket.error_mode, ErrorMode::CloseCode);
         assert_eq!(config.websocket.connect_timeout, Duration::from_secs(30));
         assert_eq!(config.websocket.max_frame_size, 16 << 20);
+        assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::RoundRobin, retries: 2, eject_for: Duration::from_secs(30) });
     }
 
     #[test]
@@ -339,6 +366,17 @@ services:
         assert_eq!(any.websocket.subprotocols, SubprotocolPolicy::Any);
         let error = parse("", &[("SERVER_PORT", "many")]).unwrap_err().to_string();
         assert!(error.contains("SERVER_PORT"), "{error}");
+    }
+
+    #[test]
+    fn load_balancing_keys_from_the_environment() {
+        let vars = [("SERVER_LOADBALANCING_STRATEGY", "least-sessions"), ("SERVER_LOADBALANCING_RETRIES", "0"), ("SERVER_LOADBALANCING_EJECTFOR", "0s")];
+        let config = parse(FULL, &vars).unwrap();
+        assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::LeastSessions, retries: 0, eject_for: Duration::ZERO });
+        let error = parse("", &[("SERVER_LOADBALANCING_RETRIES", "-1")]).unwrap_err().to_string();
+        assert!(error.contains("SERVER_LOADBALANCING_RETRIES"), "{error}");
+        let error = parse("server:\n  loadBalancing:\n    retries: many\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("server.loadBalancing.retries") && error.contains("line 3"), "{error}");
     }
 
     #[test]
@@ -354,6 +392,8 @@ services:
         for (text, key) in [
             ("server: {webSocket: {errorMode: loud}}", "server.webSocket.errorMode"),
             ("server: {webSocket: {connectTimeout: soon}}", "server.webSocket.connectTimeout"),
+            ("server: {loadBalancing: {strategy: random}}", "server.loadBalancing.strategy"),
+            ("server: {loadBalancing: {ejectFor: a while}}", "server.loadBalancing.ejectFor"),
             ("server: {webSocket: {maxFrameSize: huge}}", "server.webSocket.maxFrameSize"),
             ("server: {webSocket: {maxFrameSize: 100}}", "server.webSocket.maxFrameSize"),
             ("server: {address: localhost.example}", "server.address"),
@@ -381,7 +421,6 @@ services:
         for (text, key) in [
             ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
             ("server: {ssl: {trustStore: ca.pem}}", "server.ssl.trustStore"),
-            ("discovery: {embedded: {enabled: true}}", "discovery.embedded.enabled"),
             ("eureka: {client: {serviceUrl: {defaultZone: 'http://127.0.0.1:1/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
             ("server: {webSocket: {idleTimeout: 5m}}", "server.webSocket.idleTimeout"),
         ] {

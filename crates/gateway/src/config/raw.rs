@@ -27,6 +27,7 @@ pub(crate) struct RawServer {
     pub port: Option<u16>,
     pub ssl: RawSsl,
     pub web_socket: RawWebSocket,
+    pub load_balancing: RawLoadBalancing,
 }
 
 /// `server.ssl.*`
@@ -54,6 +55,15 @@ pub(crate) struct RawWebSocket {
     pub max_frame_size: Option<Scalar>,
 }
 
+/// `server.loadBalancing.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawLoadBalancing {
+    pub strategy: Option<String>,
+    pub retries: Option<u32>,
+    pub eject_for: Option<String>,
+}
+
 /// `discovery.*`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,10 +73,16 @@ pub(crate) struct RawDiscovery {
 
 /// `discovery.embedded.*`
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawEmbedded {
     pub enabled: Option<bool>,
     pub port: Option<u16>,
+    #[serde(deserialize_with = "comma_list")]
+    pub allow: Option<Vec<String>>,
+    pub state_file: Option<String>,
+    pub self_preservation: Option<bool>,
+    pub renewal_percent_threshold: Option<Scalar>,
+    pub eviction_interval: Option<String>,
 }
 
 /// `eureka.*`

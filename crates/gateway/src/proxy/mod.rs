@@ -1,29 +1,45 @@
 //! The HTTP proxy: requests without a WebSocket upgrade go through the same route table to a
 //! service's REST API or web UI.
+//!
+//! Instances are picked as for WebSocket sessions. A request is retried on another instance only
+//! when it was never sent: its connection could not be made (refused, reset, unreachable) and it has
+//! no body, so nothing is lost by sending it again whatever its method. A time-out is not retried,
+//! because the service may have received the request.
 
 use std::io;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+use tracing::warn;
 
-use crate::body::Body;
+use crate::balance::{self, Picker, Tried};
+use crate::body::{self, Body};
 use crate::discovery::Instance;
 use crate::failure::Failure;
 use crate::handshake::{end_to_end, Forwarded};
+use crate::route::Resolved;
 use crate::upstream::{ConnectCause, ConnectError};
 
 /// Forwards plain HTTP requests over pooled keep-alive connections.
 #[derive(Debug, Clone)]
 pub struct HttpProxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Body>,
     timeout: Duration,
+}
+
+/// Why one try failed, and whether the request was sent.
+struct TryError {
+    failure: Failure,
+    /// The connection could not be made, so the service never saw the request.
+    unsent: bool,
 }
 
 impl HttpProxy {
@@ -34,31 +50,72 @@ impl HttpProxy {
         HttpProxy { client: Client::builder(TokioExecutor::new()).build(connector), timeout }
     }
 
-    /// Sends `request` to `target` (path and query) on `instance` and streams the answer back.
+    /// Sends `request` to an instance of the `resolved` service, chosen by `picker`, and streams the
+    /// answer back; a request without a body whose connection failed is retried on another instance.
     ///
     /// # Errors
     ///
-    /// [`Failure::Connect`] when the instance cannot be reached or does not answer in time.
-    pub async fn forward(&self, request: Request<Incoming>, instance: &Instance, target: &PathAndQuery, forwarded: &Forwarded) -> Result<Response<Body>, Failure> {
+    /// [`Failure::NoInstance`] when no instance is UP; [`Failure::Connect`] (the last try's) when the
+    /// instance cannot be reached or does not answer in time.
+    pub async fn forward(&self, request: Request<Incoming>, picker: &Picker, resolved: &Resolved, forwarded: &Forwarded) -> Result<Response<Body>, Failure> {
+        let (parts, incoming) = request.into_parts();
+        let replayable = incoming.is_end_stream();
+        let mut incoming = Some(incoming);
+        let mut headers = end_to_end(&parts.headers);
+        forwarded.apply(&mut headers);
+        let mut tried = Tried::default();
+        let mut retries = 0;
+        let mut last_failure = None;
+        loop {
+            let Some(pick) = picker.pick(&resolved.service, &parts.headers, &tried, Instant::now()) else {
+                return Err(last_failure.unwrap_or_else(|| Failure::NoInstance { service_id: resolved.requested_id.clone() }));
+            };
+            if retries > 0 {
+                tokio::time::sleep(balance::backoff(retries)).await;
+            }
+            let body = incoming.take().map_or_else(body::empty, |incoming| incoming.boxed());
+            // Only a request that may be sent again needs its headers kept.
+            let headers = if replayable { headers.clone() } else { std::mem::take(&mut headers) };
+            match self.send(&parts.method, headers, body, pick.instance, &resolved.target).await {
+                Ok(response) => return Ok(response),
+                Err(TryError { failure, unsent: true }) => {
+                    picker.failed(pick, &mut tried, Instant::now());
+                    if !replayable || retries == picker.retries() {
+                        return Err(failure);
+                    }
+                    retries += 1;
+                    warn!(%failure, retry = retries, "connect failed; trying another instance");
+                    last_failure = Some(failure);
+                }
+                Err(TryError { failure, unsent: false }) => return Err(failure),
+            }
+        }
+    }
+
+    /// One try: sends the request to `target` (path and query) on `instance`.
+    async fn send(&self, method: &Method, headers: HeaderMap, body: Body, instance: &Instance, target: &PathAndQuery) -> Result<Response<Body>, TryError> {
         let authority = instance.authority();
         let url = format!("http://{authority}{target}");
-        let connect_error = |cause| Failure::Connect(ConnectError { url: url.clone(), cause });
-        let (mut parts, body) = request.into_parts();
-        parts.uri = Uri::builder()
+        let connect_error = |cause, unsent| TryError { failure: Failure::Connect(ConnectError { url: url.clone(), cause }), unsent };
+        let uri = Uri::builder()
             .scheme("http")
             .authority(authority.as_str())
             .path_and_query(target.clone())
             .build()
-            .map_err(|_| connect_error(ConnectCause::BadAddress))?;
-        parts.headers = end_to_end(&parts.headers);
-        forwarded.apply(&mut parts.headers);
+            .map_err(|_| connect_error(ConnectCause::BadAddress, true))?;
+        let mut request = Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
         if let Ok(host) = HeaderValue::try_from(authority.as_str()) {
-            parts.headers.insert(header::HOST, host);
+            request.headers_mut().insert(header::HOST, host);
         }
-        parts.version = http::Version::HTTP_11;
-        let response = match tokio::time::timeout(self.timeout, self.client.request(Request::from_parts(parts, body))).await {
-            Err(_) => return Err(connect_error(ConnectCause::TimedOut)),
-            Ok(Err(error)) => return Err(connect_error(cause_of(error))),
+        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Err(_) => return Err(connect_error(ConnectCause::TimedOut, false)),
+            Ok(Err(error)) => {
+                let unsent = error.is_connect();
+                return Err(connect_error(cause_of(error), unsent));
+            }
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();

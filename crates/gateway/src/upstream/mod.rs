@@ -44,6 +44,15 @@ pub enum ConnectCause {
     Proxy(hyper_util::client::legacy::Error),
 }
 
+impl ConnectCause {
+    /// Whether another instance may be tried: yes when the instance could not be reached or gave no
+    /// usable answer (refused, timed out, reset, malformed), no when the service answered on purpose
+    /// (a 401, 403 or 500 is the service's verdict, and goes to the client as it is).
+    pub fn may_retry(&self) -> bool {
+        !matches!(self, ConnectCause::Refusal(_))
+    }
+}
+
 impl From<io::Error> for ConnectCause {
     fn from(error: io::Error) -> Self {
         match error.kind() {

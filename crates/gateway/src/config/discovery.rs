@@ -1,0 +1,131 @@
+//! `discovery.embedded.*`: the embedded Eureka registry's listener and options, validated.
+
+use std::path::Path;
+
+use wsgate_registry::{AllowList, RegistryConfig};
+
+use super::raw::{RawEmbedded, Scalar};
+use super::{invalid, units, ConfigError};
+
+/// The default `discovery.embedded.port`, as Zowe's discovery service.
+pub const DEFAULT_REGISTRY_PORT: u16 = 10011;
+
+/// The embedded registry, when `discovery.embedded.enabled` (the default).
+#[derive(Debug, Clone)]
+pub struct EmbeddedRegistry {
+    /// `discovery.embedded.port` (`0`: any free port); the address is `server.address`.
+    pub port: u16,
+    /// The registry's options: `allow`, `stateFile`, `selfPreservation`, `renewalPercentThreshold`,
+    /// `evictionInterval`.
+    pub registry: RegistryConfig,
+}
+
+/// Validates `discovery.embedded.*`; `None` when the registry is disabled. `base` is the config
+/// file's folder, which a relative `stateFile` is resolved against.
+pub(super) fn embedded(raw: RawEmbedded, base: &Path) -> Result<Option<EmbeddedRegistry>, ConfigError> {
+    if raw.enabled == Some(false) {
+        return Ok(None);
+    }
+    let defaults = RegistryConfig::default();
+    let allow = match raw.allow {
+        None => defaults.allow,
+        Some(entries) => AllowList::parse(&entries).map_err(|error| invalid("discovery.embedded.allow", error.to_string()))?,
+    };
+    let state_file = match raw.state_file.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => Some(base.join(name)),
+    };
+    let renewal_percent_threshold = match raw.renewal_percent_threshold {
+        None => defaults.renewal_percent_threshold,
+        Some(Scalar(text)) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|share| *share > 0.0 && *share <= 1.0)
+            .ok_or_else(|| invalid("discovery.embedded.renewalPercentThreshold", format!("`{text}` is not a share between 0 and 1, such as 0.85")))?,
+    };
+    let eviction_interval = match raw.eviction_interval.as_deref() {
+        None => defaults.eviction_interval,
+        Some(text) => units::parse_duration(text)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| invalid("discovery.embedded.evictionInterval", format!("`{text}` is not a duration such as 200ms, 1s or 60s")))?,
+    };
+    let registry = RegistryConfig {
+        allow,
+        state_file,
+        // Off by default, unlike Java: in a registry of a few instances self-preservation keeps a
+        // dead instance registered (and routed to) for ever, since the survivors' renewals never
+        // reach the threshold. See the README's Discovery section.
+        self_preservation: raw.self_preservation.unwrap_or(false),
+        renewal_percent_threshold,
+        eviction_interval,
+        ..defaults
+    };
+    Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{Config, ConfigError};
+
+    fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Config::parse(text, Path::new("/srv/gw/wsgate.yml"), vars)
+    }
+
+    #[test]
+    fn enabled_by_default_on_10011_loopback_only_without_self_preservation() {
+        let embedded = parse("", &[]).unwrap().embedded.unwrap();
+        assert_eq!(embedded.port, 10011);
+        assert!(embedded.registry.allow.allows("127.0.0.1".parse().unwrap()));
+        assert!(!embedded.registry.allow.allows("10.0.0.1".parse().unwrap()));
+        assert!(!embedded.registry.self_preservation);
+        assert_eq!(embedded.registry.state_file, None);
+        assert_eq!(embedded.registry.eviction_interval, Duration::from_secs(1));
+        assert!(parse("discovery: {embedded: {enabled: false, port: 1}}", &[]).unwrap().embedded.is_none());
+    }
+
+    #[test]
+    fn every_key_is_read_from_the_file_and_the_environment() {
+        let text = "discovery:\n  embedded:\n    port: 0\n    allow: [10.0.0.0/8, '::1']\n    stateFile: state/registry.json\n    selfPreservation: true\n    renewalPercentThreshold: 0.5\n    evictionInterval: 200ms\n";
+        let embedded = parse(text, &[]).unwrap().embedded.unwrap();
+        assert_eq!(embedded.port, 0);
+        assert!(embedded.registry.allow.allows("10.1.2.3".parse().unwrap()));
+        assert!(!embedded.registry.allow.allows("127.0.0.1".parse().unwrap()));
+        assert_eq!(embedded.registry.state_file.as_deref(), Some(Path::new("/srv/gw/state/registry.json")));
+        assert!(embedded.registry.self_preservation);
+        assert_eq!(embedded.registry.renewal_percent_threshold, 0.5);
+        assert_eq!(embedded.registry.eviction_interval, Duration::from_millis(200));
+        let vars = [
+            ("DISCOVERY_EMBEDDED_PORT", "12011"),
+            ("DISCOVERY_EMBEDDED_ALLOW", "192.168.0.0/16,127.0.0.1"),
+            ("DISCOVERY_EMBEDDED_SELFPRESERVATION", "false"),
+            ("DISCOVERY_EMBEDDED_STATEFILE", "/var/lib/wsgate/registry.json"),
+        ];
+        let embedded = parse(text, &vars).unwrap().embedded.unwrap();
+        assert_eq!(embedded.port, 12011);
+        assert!(embedded.registry.allow.allows("192.168.7.7".parse().unwrap()));
+        assert!(!embedded.registry.allow.allows("10.1.2.3".parse().unwrap()));
+        assert!(!embedded.registry.self_preservation);
+        assert_eq!(embedded.registry.state_file.as_deref(), Some(Path::new("/var/lib/wsgate/registry.json")));
+        assert!(parse("", &[("DISCOVERY_EMBEDDED_ENABLED", "false")]).unwrap().embedded.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key) in [
+            ("discovery: {embedded: {allow: [localhost]}}", "discovery.embedded.allow"),
+            ("discovery: {embedded: {allow: 10.0.0.0/40}}", "discovery.embedded.allow"),
+            ("discovery: {embedded: {renewalPercentThreshold: 2}}", "discovery.embedded.renewalPercentThreshold"),
+            ("discovery: {embedded: {evictionInterval: 0s}}", "discovery.embedded.evictionInterval"),
+        ] {
+            let error = parse(text, &[]).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{error}");
+        }
+        let error = parse("discovery: {embedded: {port: many}}", &[]).unwrap_err().to_string();
+        assert!(error.contains("discovery.embedded.port"), "{error}");
+    }
+}
