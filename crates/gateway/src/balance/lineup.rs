@@ -6,6 +6,7 @@
 //! or ejections), instances that are gone are forgotten, and new ones start afresh. Between updates a
 //! pick only compares one pointer under a read lock.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
@@ -20,7 +21,16 @@ const HEADER_REQUEST: &str = "headerRequest";
 #[derive(Debug, Default)]
 pub(super) struct ServiceBalance {
     turn: AtomicUsize,
-    lineup: RwLock<Arc<Lineup>>,
+    lineup: RwLock<Lined>,
+}
+
+/// The current line-up, and every instance load still alive by id: an instance that leaves the route
+/// table for a while (evicted, then registered again) while its sessions stay open gets its own load
+/// back, with their count, instead of a fresh one at zero.
+#[derive(Debug, Default)]
+struct Lined {
+    current: Arc<Lineup>,
+    loads: HashMap<Arc<str>, Weak<InstanceLoad>>,
 }
 
 /// The loads of one version of a service's instance list, index for index.
@@ -43,31 +53,39 @@ impl ServiceBalance {
 
     /// The loads lined up with `service`'s instances, lining them up first if the service changed.
     pub(super) fn lineup(&self, service: &Arc<ServiceRoutes>) -> Arc<Lineup> {
-        let current = Arc::clone(&self.lineup.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let current = Arc::clone(&self.lineup.read().unwrap_or_else(|poisoned| poisoned.into_inner()).current);
         if current.routes.as_ptr() == Arc::as_ptr(service) {
             return current;
         }
         // A line-up is replaced whole, so a panicking holder cannot leave it half done.
         let mut slot = self.lineup.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Another pick may have lined up the same version meanwhile.
-        if slot.routes.as_ptr() != Arc::as_ptr(service) {
-            *slot = Arc::new(Lineup::new(service, &slot.loads));
+        if slot.current.routes.as_ptr() != Arc::as_ptr(service) {
+            let Lined { current, loads } = &mut *slot;
+            *current = Arc::new(Lineup::new(service, loads));
         }
-        Arc::clone(&slot)
+        Arc::clone(&slot.current)
     }
 }
 
 impl Lineup {
-    fn new(service: &Arc<ServiceRoutes>, previous: &[Arc<InstanceLoad>]) -> Lineup {
+    fn new(service: &Arc<ServiceRoutes>, alive: &mut HashMap<Arc<str>, Weak<InstanceLoad>>) -> Lineup {
         let loads = service
             .service
             .instances
             .iter()
-            .map(|instance| match previous.iter().find(|load| load.id == instance.instance_id) {
-                Some(load) => Arc::clone(load),
-                None => Arc::new(InstanceLoad::new(Arc::clone(&instance.instance_id))),
+            .map(|instance| match alive.get(&instance.instance_id).and_then(Weak::upgrade) {
+                Some(load) => load,
+                None => {
+                    let load = Arc::new(InstanceLoad::new(Arc::clone(&instance.instance_id)));
+                    alive.insert(Arc::clone(&instance.instance_id), Arc::downgrade(&load));
+                    load
+                }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Loads that no line-up and no open session holds are forgotten (the line-up being replaced
+        // still holds its own, so those go at the next update).
+        alive.retain(|_, load| load.strong_count() > 0);
         let sticky = service.service.metadata.get(LB_TYPE).is_some_and(|value| value.eq_ignore_ascii_case(HEADER_REQUEST));
         Lineup { routes: Arc::downgrade(service), sticky, loads }
     }

@@ -335,6 +335,20 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_that_leaves_the_table_and_returns_keeps_the_count_of_its_open_sessions() {
+        let picker = picker(Strategy::LeastSessions, Duration::from_secs(30));
+        let now = Instant::now();
+        let both = up(&[1, 2]);
+        let held: Vec<Lease> = (0..2).map(|_| picker.pick(&both, &HeaderMap::new(), &Tried::default(), now).unwrap().into_lease()).collect();
+        // Instance 1 misses its heartbeats and is evicted, then registers again; its session stays open.
+        let _ = picker.balance(&both).lineup(&up(&[2]));
+        let _ = picker.balance(&both).lineup(&up(&[2, 3]));
+        let back = up(&[1, 2, 3]);
+        assert_eq!(port(&picker, &back, now), Some(3), "1 and 2 each still hold a session");
+        drop(held);
+    }
+
+    #[test]
     fn sticky_requests_go_to_the_named_up_instance_only() {
         let picker = picker(Strategy::RoundRobin, Duration::from_secs(30));
         let service = routes(vec![instance(1, InstanceStatus::Up), instance(2, InstanceStatus::Up), instance(3, InstanceStatus::Down)], true);

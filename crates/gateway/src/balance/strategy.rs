@@ -37,7 +37,9 @@ impl Strategy {
     /// Chooses among `candidates`, each an instance index with its open session count, on the
     /// service's round-robin `turn`; `None` when there is no candidate.
     ///
-    /// The candidates are walked a few times instead of collected, so a pick allocates nothing.
+    /// The candidates are walked a few times instead of collected, so a pick allocates nothing. They
+    /// read live counters that other workers change meanwhile, so a later walk may see fewer of them
+    /// than an earlier one: a candidate seen in the first walk is then chosen, never none.
     pub(super) fn choose<I>(self, candidates: I, turn: usize) -> Option<usize>
     where
         I: Iterator<Item = (usize, usize)> + Clone,
@@ -45,19 +47,24 @@ impl Strategy {
         match self {
             Strategy::RoundRobin => nth_in_turn(candidates, turn),
             Strategy::LeastSessions => {
-                let fewest = candidates.clone().map(|(_, open)| open).min()?;
-                nth_in_turn(candidates.filter(move |&(_, open)| open == fewest), turn)
+                let (least, fewest) = candidates.clone().min_by_key(|&(_, open)| open)?;
+                nth_in_turn(candidates.filter(move |&(_, open)| open == fewest), turn).or(Some(least))
             }
         }
     }
 }
 
 fn nth_in_turn<I: Iterator<Item = (usize, usize)> + Clone>(candidates: I, turn: usize) -> Option<usize> {
-    let count = candidates.clone().count();
+    let mut first = None;
+    let mut count = 0;
+    for (index, _) in candidates.clone() {
+        first.get_or_insert(index);
+        count += 1;
+    }
     if count == 0 {
         return None;
     }
-    candidates.map(|(index, _)| index).nth(turn % count)
+    candidates.map(|(index, _)| index).nth(turn % count).or(first)
 }
 
 #[cfg(test)]
@@ -66,6 +73,29 @@ mod tests {
 
     fn choose(strategy: Strategy, candidates: &[(usize, usize)], turns: std::ops::Range<usize>) -> Vec<usize> {
         turns.map(|turn| strategy.choose(candidates.iter().copied(), turn).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_candidate_is_chosen_even_when_counts_change_between_walks() {
+        use std::cell::Cell;
+        for strategy in [Strategy::RoundRobin, Strategy::LeastSessions] {
+            for turn in 0..3 {
+                // Another worker opens a session on instance 2 while the candidates are walked: from the
+                // third walk on it is no longer among the least loaded, or (round robin over a filtered
+                // view) no longer a candidate at all.
+                let open = [Cell::new(0), Cell::new(0), Cell::new(0)];
+                let visits = Cell::new(0);
+                let candidates = (0..3).map(|index| (index, open[index].get())).filter(|&(_, count)| count == 0).inspect(|&(index, _)| {
+                    if index == 2 {
+                        visits.set(visits.get() + 1);
+                        if visits.get() == 2 {
+                            open[2].set(1);
+                        }
+                    }
+                });
+                assert!(strategy.choose(candidates, turn).is_some(), "{strategy:?} turn {turn}");
+            }
+        }
     }
 
     #[test]
