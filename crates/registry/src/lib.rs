@@ -10,6 +10,8 @@
 //! - [`server`]: the Eureka REST API over HTTP/1.1 ([`server::serve`]), with the Java server's status
 //!   codes, content negotiation, gzip and an allow list for state changes.
 //! - [`config`]: [`RegistryConfig`], the registry's options and their defaults.
+//! - [`client`]: [`EurekaClient`], a client following an external Eureka cluster, publishing its
+//!   copy on a `watch` channel of the same shape as [`Registry::subscribe`].
 //!
 //! The registry never imports the gateway: the gateway subscribes to [`Registry::subscribe`].
 
@@ -22,8 +24,10 @@ pub mod allow;
 pub mod config;
 pub mod registry;
 pub mod server;
+pub mod client;
 
 pub use allow::{AllowList, Cidr, CidrError};
+pub use client::{ClientConfig, EurekaClient};
 pub use config::RegistryConfig;
 pub use model::{ActionType, Application, Applications, DataCenterInfo, Instance, LeaseInfo, Metadata, MetadataTooLarge, PortInfo, Status};
 pub use registry::{LeaseError, MetadataUpdateError, Registry, RegistryFull, StateFileError};
