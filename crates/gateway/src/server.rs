@@ -25,6 +25,7 @@ use crate::admin;
 use crate::balance::Picker;
 use crate::body::Body;
 use crate::config::{Config, WebSocketConfig};
+use crate::discovery::eureka::EurekaSource;
 use crate::discovery::listener::{RegistryListener, RegistryStartError};
 use crate::discovery::{ServiceDirectory, Source};
 use crate::failure::Failure;
@@ -60,6 +61,9 @@ pub enum GatewayError {
     /// The embedded registry could not start (its port or its state file).
     #[error(transparent)]
     Registry(#[from] RegistryStartError),
+    /// The external Eureka cluster's client could not be built (its service URLs).
+    #[error("eureka.client.serviceUrl.defaultZone: {0}")]
+    Eureka(#[from] wsgate_registry::client::ConfigError),
 }
 
 /// What every request handler shares: configuration, the live route table, the picker, the session
@@ -94,18 +98,20 @@ pub struct Gateway {
     shared: Arc<Shared>,
     directory: Arc<ServiceDirectory>,
     registry: Option<RegistryListener>,
+    eureka: Option<EurekaSource>,
 }
 
 impl Gateway {
     /// Binds the listening sockets of `config` (one per worker) and, when it is enabled, the
     /// embedded registry's port on the same address; loads the static services and the registry's
-    /// state file.
+    /// state file, and prepares the client of the external Eureka cluster when one is configured.
     ///
     /// # Errors
     ///
     /// [`GatewayError::Tls`] when the TLS certificate or key cannot be used, [`GatewayError::Bind`]
     /// when the address cannot be bound, [`GatewayError::Registry`] when the registry's port cannot
-    /// be bound or its state file cannot be read.
+    /// be bound or its state file cannot be read, [`GatewayError::Eureka`] when a Eureka service URL
+    /// is not usable.
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let listeners = Listeners::bind(config.listen).map_err(|source| GatewayError::Bind { address: config.listen, source })?;
@@ -116,6 +122,7 @@ impl Gateway {
             None => None,
             Some(embedded) => Some(RegistryListener::bind(config.listen.ip(), embedded, &directory).await?),
         };
+        let eureka = config.eureka.map(|client| EurekaSource::new(client, &directory)).transpose()?;
         let prefix = std::collections::hash_map::RandomState::new().hash_one(port) as u32;
         let shared = Shared {
             routes: directory.routes(),
@@ -128,7 +135,7 @@ impl Gateway {
             tls,
             directory: Arc::clone(&directory),
         };
-        Ok(Gateway { listeners, shared: Arc::new(shared), directory, registry })
+        Ok(Gateway { listeners, shared: Arc::new(shared), directory, registry, eureka })
     }
 
     /// The address the gateway listens on.
@@ -152,27 +159,34 @@ impl Gateway {
     }
 
     /// Starts the workers (one thread and runtime per core, see [`crate::worker`]) and the embedded
-    /// registry, and serves connections until `shutdown` completes; then it tells the workers to
-    /// stop, which drops their open sessions, waits for the registry to finish its requests in
-    /// flight and save its state file, and returns without waiting for the workers.
+    /// registry and the external Eureka client, and serves connections until `shutdown` completes;
+    /// then it tells the workers to stop, which drops their open sessions, waits for the registry to
+    /// finish its requests in flight and save its state file and for the Eureka client to stop
+    /// fetching, and returns without waiting for the workers.
     ///
     /// # Errors
     ///
     /// [`GatewayError::Workers`] when a worker thread or runtime cannot be started.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
         let (stop, stopped) = watch::channel(false);
-        let Gateway { listeners, shared, registry, .. } = self;
+        let Gateway { listeners, shared, registry, eureka, .. } = self;
         let started = listeners.start(move |listener, stop| accept_loop(listener, Arc::clone(&shared), stop), &stopped);
         if let Err(source) = started {
             let _ = stop.send(true);
             return Err(GatewayError::Workers(source));
         }
         let registry = registry.map(|registry| registry.spawn(&stopped));
+        let eureka = eureka.map(|eureka| eureka.spawn(&stopped));
         shutdown.await;
         let _ = stop.send(true);
         if let Some(registry) = registry {
             if let Err(error) = registry.await {
                 warn!(%error, "embedded registry task failed");
+            }
+        }
+        if let Some(eureka) = eureka {
+            if let Err(error) = eureka.await {
+                warn!(%error, "Eureka client task failed");
             }
         }
         Ok(())

@@ -1,10 +1,12 @@
-//! `discovery.embedded.*`: the embedded Eureka registry's listener and options, validated.
+//! `discovery.embedded.*` and `eureka.client.*`: the embedded Eureka registry's listener and
+//! options, and the external Eureka cluster the gateway follows, validated.
 
 use std::path::Path;
+use std::time::Duration;
 
-use wsgate_registry::{AllowList, RegistryConfig};
+use wsgate_registry::{AllowList, ClientConfig, EurekaClient, RegistryConfig};
 
-use super::raw::{RawEmbedded, Scalar};
+use super::raw::{RawEmbedded, RawEurekaClient, Scalar};
 use super::{invalid, units, ConfigError};
 
 /// The default `discovery.embedded.port`, as Zowe's discovery service.
@@ -62,6 +64,30 @@ pub(super) fn embedded(raw: RawEmbedded, base: &Path) -> Result<Option<EmbeddedR
         ..defaults
     };
     Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry }))
+}
+
+/// Validates `eureka.client.*`; `None` when `serviceUrl.defaultZone` is not set (no external
+/// cluster). The URLs are checked as the client will use them: `http://HOST[:PORT][/PATH]`.
+pub(super) fn eureka_client(raw: &RawEurekaClient) -> Result<Option<ClientConfig>, ConfigError> {
+    const DEFAULT_ZONE: &str = "eureka.client.serviceUrl.defaultZone";
+    const FETCH_INTERVAL: &str = "eureka.client.registryFetchIntervalSeconds";
+    let Some(default_zone) = raw.service_url.default_zone.as_deref() else {
+        if raw.registry_fetch_interval_seconds.is_some() {
+            return Err(invalid(FETCH_INTERVAL, format!("is only used with {DEFAULT_ZONE}, which is not set")));
+        }
+        return Ok(None);
+    };
+    let mut config = ClientConfig::from_default_zone(default_zone);
+    if let Some(seconds) = raw.registry_fetch_interval_seconds {
+        if seconds == 0 {
+            return Err(invalid(FETCH_INTERVAL, "must be at least 1 (seconds between fetches)".into()));
+        }
+        config.fetch_interval = Duration::from_secs(seconds);
+    }
+    // The client's own check, so the config refuses exactly what the client would; it also
+    // normalizes the URLs (no trailing slash).
+    let client = EurekaClient::new(config).map_err(|error| invalid(DEFAULT_ZONE, format!("{error} (expected comma-separated URLs such as http://eureka1:8761/eureka)")))?;
+    Ok(Some(client.config().clone()))
 }
 
 #[cfg(test)]
@@ -127,5 +153,42 @@ mod tests {
         }
         let error = parse("discovery: {embedded: {port: many}}", &[]).unwrap_err().to_string();
         assert!(error.contains("discovery.embedded.port"), "{error}");
+    }
+
+    #[test]
+    fn eureka_client_is_off_unless_a_default_zone_is_set() {
+        assert!(parse("", &[]).unwrap().eureka.is_none());
+    }
+
+    #[test]
+    fn eureka_client_keys_from_the_file_and_the_environment() {
+        let text = "eureka:\n  client:\n    serviceUrl:\n      defaultZone: ' http://127.0.0.1:1/eureka/ , http://eureka2:8761/eureka'\n    registryFetchIntervalSeconds: 1\n";
+        let eureka = parse(text, &[]).unwrap().eureka.unwrap();
+        assert_eq!(eureka.service_urls, ["http://127.0.0.1:1/eureka", "http://eureka2:8761/eureka"]);
+        assert_eq!(eureka.fetch_interval, Duration::from_secs(1));
+        let defaults = parse("eureka: {client: {serviceUrl: {defaultZone: 'http://e:8761/eureka'}}}", &[]).unwrap().eureka.unwrap();
+        assert_eq!(defaults.fetch_interval, Duration::from_secs(30));
+        let vars = [("EUREKA_CLIENT_SERVICEURL_DEFAULTZONE", "http://a:1/eureka,http://b:2/eureka"), ("EUREKA_CLIENT_REGISTRYFETCHINTERVALSECONDS", "5")];
+        let eureka = parse(text, &vars).unwrap().eureka.unwrap();
+        assert_eq!(eureka.service_urls, ["http://a:1/eureka", "http://b:2/eureka"]);
+        assert_eq!(eureka.fetch_interval, Duration::from_secs(5));
+        let from_env_only = parse("", &[("EUREKA_CLIENT_SERVICEURL_DEFAULTZONE", "http://a:1/eureka")]).unwrap().eureka.unwrap();
+        assert_eq!(from_env_only.service_urls, ["http://a:1/eureka"]);
+    }
+
+    #[test]
+    fn bad_eureka_client_values_name_the_key() {
+        for (text, key) in [
+            ("eureka: {client: {serviceUrl: {defaultZone: 'https://e:8761/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
+            ("eureka: {client: {serviceUrl: {defaultZone: 'http://a:1/eureka,e:8761/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
+            ("eureka: {client: {serviceUrl: {defaultZone: ' , '}}}", "eureka.client.serviceUrl.defaultZone"),
+            ("eureka: {client: {serviceUrl: {defaultZone: 'http://e/eureka'}, registryFetchIntervalSeconds: 0}}", "eureka.client.registryFetchIntervalSeconds"),
+            ("eureka: {client: {registryFetchIntervalSeconds: 5}}", "eureka.client.registryFetchIntervalSeconds"),
+        ] {
+            let error = parse(text, &[]).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{error}");
+        }
+        let error = parse("eureka: {client: {registryFetchIntervalSeconds: soon}}", &[]).unwrap_err().to_string();
+        assert!(error.contains("eureka.client.registryFetchIntervalSeconds"), "{error}");
     }
 }

@@ -30,6 +30,7 @@ pub(crate) const KEYS: &[&str] = &[
     "discovery.embedded.renewalPercentThreshold",
     "discovery.embedded.evictionInterval",
     "eureka.client.serviceUrl.defaultZone",
+    "eureka.client.registryFetchIntervalSeconds",
 ];
 
 /// The environment variable name that binds `key`.

@@ -22,6 +22,7 @@ use crate::tls::TlsFiles;
 use raw::RawConfig;
 
 pub use discovery::{EmbeddedRegistry, DEFAULT_REGISTRY_PORT};
+pub use wsgate_registry::ClientConfig as EurekaClientConfig;
 
 /// The default `server.port`.
 pub const DEFAULT_PORT: u16 = 10010;
@@ -83,6 +84,9 @@ pub struct Config {
     pub load_balancing: BalancePolicy,
     /// `discovery.embedded.*`: the embedded Eureka registry, `None` when disabled.
     pub embedded: Option<EmbeddedRegistry>,
+    /// `eureka.client.*`: the external Eureka cluster the gateway follows, `None` when
+    /// `serviceUrl.defaultZone` is not set.
+    pub eureka: Option<EurekaClientConfig>,
 }
 
 /// Why a configuration was refused. The message names the key (and, for the file, its position).
@@ -203,6 +207,7 @@ impl Config {
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
         let embedded = discovery::embedded(raw.discovery.embedded, base)?;
+        let eureka = discovery::eureka_client(&raw.eureka.client)?;
         Ok(Config {
             listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
             tls,
@@ -210,6 +215,7 @@ impl Config {
             load_balancing,
             services,
             embedded,
+            eureka,
         })
     }
 }
@@ -264,9 +270,6 @@ fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
     }
     if raw.server.web_socket.idle_timeout.is_some() {
         return not_built("server.webSocket.idleTimeout", "the idle time-out", "unset");
-    }
-    if raw.eureka.client.service_url.default_zone.is_some() {
-        return not_built("eureka.client.serviceUrl.defaultZone", "the Eureka client", "unset");
     }
     if raw.services.iter().flat_map(|s| &s.instances).any(|i| i.secure) {
         return not_built("services[].instances[].secure", TLS_TO_SERVICES, "false");
@@ -421,7 +424,6 @@ services:
         for (text, key) in [
             ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
             ("server: {ssl: {trustStore: ca.pem}}", "server.ssl.trustStore"),
-            ("eureka: {client: {serviceUrl: {defaultZone: 'http://127.0.0.1:1/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
             ("server: {webSocket: {idleTimeout: 5m}}", "server.webSocket.idleTimeout"),
         ] {
             let error = parse(text, &[]).unwrap_err();

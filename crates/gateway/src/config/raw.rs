@@ -97,6 +97,7 @@ pub(crate) struct RawEureka {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawEurekaClient {
     pub service_url: RawServiceUrl,
+    pub registry_fetch_interval_seconds: Option<u64>,
 }
 
 /// `eureka.client.serviceUrl.*`

@@ -1,8 +1,11 @@
-//! The embedded Eureka registry as a [`Source`] of services.
+//! Eureka registry snapshots as a [`Source`] of services: the embedded registry's, and the copies
+//! of an external cluster's that [`super::eureka`] fetches.
 //!
-//! [`EmbeddedSource`] follows the registry's snapshots (a new one after every registration,
-//! cancellation, eviction, status or metadata change) and hands each to the [`ServiceDirectory`] as
-//! services, so routes change as soon as the registry does. The conversion of one snapshot:
+//! [`RegistrySource`] follows a channel of snapshots (for the embedded registry, a new one after
+//! every registration, cancellation, eviction, status or metadata change; for an external cluster,
+//! after every fetch that changed something) and hands each to the [`ServiceDirectory`] as
+//! services, so routes change as soon as the registry does. The conversion of one snapshot, the
+//! same for both sources:
 //!
 //! - one service per application; its id is the application name (Eureka upper-cases it; service
 //!   ids match case-insensitively);
@@ -110,27 +113,34 @@ fn metadata(application: &Application) -> BTreeMap<String, String> {
     newest.map(|i| i.metadata.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()).unwrap_or_default()
 }
 
-/// Feeds the [`ServiceDirectory`] from the embedded registry.
+/// Feeds the [`ServiceDirectory`] from a channel of registry snapshots, as one [`Source`].
 #[derive(Debug)]
-pub struct EmbeddedSource {
+pub struct RegistrySource {
     converter: Converter,
     snapshots: watch::Receiver<Arc<Applications>>,
+    source: Source,
     directory: Arc<ServiceDirectory>,
 }
 
-impl EmbeddedSource {
-    /// Subscribes to `registry` and hands its current snapshot to `directory` at once, so the
-    /// instances of a resumed state file are routable before the gateway accepts its first session.
-    pub fn new(registry: &Registry, directory: Arc<ServiceDirectory>) -> EmbeddedSource {
-        let mut source = EmbeddedSource { converter: Converter::default(), snapshots: registry.subscribe(), directory };
-        source.apply();
-        source
+impl RegistrySource {
+    /// Subscribes to the embedded `registry` (as [`Source::Embedded`]) and hands its current
+    /// snapshot to `directory` at once, so the instances of a resumed state file are routable
+    /// before the gateway accepts its first session.
+    pub fn embedded(registry: &Registry, directory: Arc<ServiceDirectory>) -> RegistrySource {
+        RegistrySource::new(registry.subscribe(), Source::Embedded, directory)
+    }
+
+    /// Follows `snapshots` as `source`, handing the current snapshot to `directory` at once.
+    pub fn new(snapshots: watch::Receiver<Arc<Applications>>, source: Source, directory: Arc<ServiceDirectory>) -> RegistrySource {
+        let mut follower = RegistrySource { converter: Converter::default(), snapshots, source, directory };
+        follower.apply();
+        follower
     }
 
     fn apply(&mut self) {
         let snapshot = Arc::clone(&self.snapshots.borrow_and_update());
         let discovered = self.converter.convert(&snapshot);
-        self.directory.update_discovered(Source::Embedded, discovered);
+        self.directory.update_discovered(self.source, discovered);
     }
 
     /// Applies every new snapshot until `shutdown` completes or the registry is gone. Snapshots
@@ -147,7 +157,7 @@ impl EmbeddedSource {
                 () = &mut shutdown => return,
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
-                        info!("embedded registry gone; its services stay as they were");
+                        info!(source = self.source.as_str(), "registry gone; its services stay as they were");
                         return;
                     }
                 }
@@ -240,7 +250,7 @@ mod tests {
         let directory = Arc::new(ServiceDirectory::new());
         directory.update(Source::Static, vec![Service { id: ServiceId::new("static"), instances: Vec::new(), metadata: BTreeMap::new() }]);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(EmbeddedSource::new(&registry, Arc::clone(&directory)).run(async { drop(stopped.await) }));
+        let task = tokio::spawn(RegistrySource::embedded(&registry, Arc::clone(&directory)).run(async { drop(stopped.await) }));
         let mut routes = directory.routes();
         registry.register(registered("demo", "a", 8080, Status::Up, 1, V1)).unwrap();
         let table = routes.wait_for(|t| t.resolve("/demo/ws/v1/x", None).is_ok()).await.unwrap().clone();

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 use wsgate_registry::{Registry, StateFileError};
 
-use super::embedded::EmbeddedSource;
+use super::embedded::RegistrySource;
 use super::ServiceDirectory;
 use crate::config::EmbeddedRegistry;
 
@@ -39,7 +39,7 @@ pub(crate) struct RegistryListener {
     listener: TcpListener,
     address: SocketAddr,
     registry: Registry,
-    source: EmbeddedSource,
+    source: RegistrySource,
 }
 
 impl std::fmt::Debug for RegistryListener {
@@ -57,7 +57,7 @@ impl RegistryListener {
         let bind_error = |source| RegistryStartError::Bind { address: requested, source };
         let listener = TcpListener::bind(requested).await.map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
-        let source = EmbeddedSource::new(&registry, Arc::clone(directory));
+        let source = RegistrySource::embedded(&registry, Arc::clone(directory));
         Ok(RegistryListener { listener, address, registry, source })
     }
 

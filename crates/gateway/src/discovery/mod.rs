@@ -1,7 +1,7 @@
 //! The service directory: which services exist, their instances and metadata.
 //!
-//! Several [`Source`]s feed it: the static `services` of the config file and the [`embedded`]
-//! Eureka registry (external Eureka clusters plug in as a further source). Each update rebuilds the
+//! Several [`Source`]s feed it: the static `services` of the config file, the [`embedded`] Eureka
+//! registry and an external Eureka cluster ([`eureka`]). Each update rebuilds the
 //! [`RouteTable`] and publishes it on a `watch` channel, so new sessions see the change at once and
 //! open sessions are not touched.
 //!
@@ -11,6 +11,7 @@
 //! key, since it is what the operator wrote).
 
 pub mod embedded;
+pub mod eureka;
 pub mod listener;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -139,14 +140,17 @@ pub enum Source {
     Static,
     /// The embedded Eureka registry (`discovery.embedded.*`).
     Embedded,
+    /// An external Eureka cluster (`eureka.client.serviceUrl.defaultZone`).
+    Eureka,
 }
 
 impl Source {
-    /// The name `/application/routes` shows (`static`, `embedded`).
+    /// The name `/application/routes` shows (`static`, `embedded`, `eureka`).
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Static => "static",
             Source::Embedded => "embedded",
+            Source::Eureka => "eureka",
         }
     }
 }
