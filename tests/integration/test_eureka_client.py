@@ -2,12 +2,17 @@
 gateway A over the Eureka REST API (`eureka.client.serviceUrl.defaultZone`), and routes sessions to
 the services registered there.
 
+B also registers itself at A as app GATEWAY, heartbeats, and cancels when it stops.
+
 A's registry is the "cluster"; B runs no embedded registry. B's defaultZone lists a dead URL first,
 so every fetch B makes proves its failover. The WebSocket service is the suite's scripted upstream
 (a real `websockets` server that echoes), registered at A by plain HTTP POST.
 """
 
 from __future__ import annotations
+
+import json
+import time
 
 import pytest
 
@@ -83,6 +88,50 @@ def test_a_service_registered_at_the_cluster_is_routed_by_the_follower_and_leave
             return await expect_close(ws)
 
     assert run(refused()) == (1012, NO_INSTANCE.format(app))
+
+
+def gateway_instances(cluster) -> list[dict]:
+    """The GATEWAY instances A's registry lists (JSON), [] when it has none."""
+    status, body = http_request(f"{cluster.eureka}/apps/GATEWAY", headers={"Accept": "application/json"})
+    if status == 404:
+        return []
+    assert status == 200, (status, body)
+    instances = json.loads(body)["application"]["instance"]
+    return instances if isinstance(instances, list) else [instances]
+
+
+def test_the_gateway_registers_itself_heartbeats_and_cancels_on_sigterm(log_dir, cluster):
+    renewal, duration = 1, 3
+    config = gateway_config([])
+    dead = f"http://{support.HOST}:{support.closed_port()}/eureka"
+    config["eureka"] = {
+        "client": {"serviceUrl": {"defaultZone": f"{dead},{cluster.eureka}"}, "registryFetchIntervalSeconds": FETCH_INTERVAL},
+        "instance": {"leaseRenewalIntervalInSeconds": renewal},
+    }
+    gateway = start_gateway(log_dir, "eureka-registering", config)
+    instance_id = f"{support.HOST}:gateway:{gateway.port}"
+
+    def mine():
+        return [i for i in gateway_instances(cluster) if i["instanceId"] == instance_id]
+
+    # Registered (through the dead URL first) as Zowe's gateway is.
+    [instance] = wait_until(mine, 10, "B registered at A as GATEWAY")
+    assert (instance["app"], instance["hostName"], instance["ipAddr"], instance["status"], instance["vipAddress"]) == ("GATEWAY", support.HOST, support.HOST, "UP", "gateway")
+    assert instance["port"]["$"] == gateway.port
+    assert instance["leaseInfo"]["renewalIntervalInSecs"] == renewal
+    assert instance["leaseInfo"]["durationInSecs"] == duration
+    assert instance["metadata"]["apiml.service.title"] == "wsgate"
+
+    # Heartbeats keep it past several lease durations (A evicts every 200 ms).
+    deadline = time.monotonic() + 2 * duration + 1
+    while time.monotonic() < deadline:
+        assert mine(), "B's lease expired although it heartbeats"
+        time.sleep(0.25)
+
+    # SIGTERM: B cancels before it exits, so A drops it at once, not after the lease.
+    gateway.child.stop()
+    assert gateway.child.proc.returncode == 0, gateway.child.proc.returncode
+    assert mine() == []
 
 
 def test_a_bad_service_url_stops_the_gateway_with_exit_64_naming_the_key(tmp_path):

@@ -122,7 +122,8 @@ impl Gateway {
             None => None,
             Some(embedded) => Some(RegistryListener::bind(config.listen.ip(), embedded, &directory).await?),
         };
-        let eureka = config.eureka.map(|client| EurekaSource::new(client, &directory)).transpose()?;
+        let listen = SocketAddr::new(config.listen.ip(), port);
+        let eureka = config.eureka.map(|client| EurekaSource::new(client, &directory, listen, tls.is_some())).transpose()?;
         let prefix = std::collections::hash_map::RandomState::new().hash_one(port) as u32;
         let shared = Shared {
             routes: directory.routes(),

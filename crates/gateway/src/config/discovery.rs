@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wsgate_registry::{AllowList, ClientConfig, EurekaClient, RegistryConfig};
 
-use super::raw::{RawEmbedded, RawEurekaClient, Scalar};
+use super::raw::{RawEmbedded, RawEureka, Scalar};
 use super::{invalid, units, ConfigError};
 
 /// The default `discovery.embedded.port`, as Zowe's discovery service.
@@ -66,14 +66,21 @@ pub(super) fn embedded(raw: RawEmbedded, base: &Path) -> Result<Option<EmbeddedR
     Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry }))
 }
 
-/// Validates `eureka.client.*`; `None` when `serviceUrl.defaultZone` is not set (no external
-/// cluster). The URLs are checked as the client will use them: `http://HOST[:PORT][/PATH]`.
-pub(super) fn eureka_client(raw: &RawEurekaClient) -> Result<Option<ClientConfig>, ConfigError> {
+/// Validates `eureka.client.*` and `eureka.instance.*`; `None` when `serviceUrl.defaultZone` is
+/// not set (no external cluster). The URLs are checked as the client will use them:
+/// `http://HOST[:PORT][/PATH]`.
+pub(super) fn eureka_client(raw: &RawEureka) -> Result<Option<ClientConfig>, ConfigError> {
     const DEFAULT_ZONE: &str = "eureka.client.serviceUrl.defaultZone";
     const FETCH_INTERVAL: &str = "eureka.client.registryFetchIntervalSeconds";
+    const RENEWAL_INTERVAL: &str = "eureka.instance.leaseRenewalIntervalInSeconds";
+    let renewal = raw.instance.lease_renewal_interval_in_seconds;
+    let raw = &raw.client;
     let Some(default_zone) = raw.service_url.default_zone.as_deref() else {
         if raw.registry_fetch_interval_seconds.is_some() {
             return Err(invalid(FETCH_INTERVAL, format!("is only used with {DEFAULT_ZONE}, which is not set")));
+        }
+        if renewal.is_some() {
+            return Err(invalid(RENEWAL_INTERVAL, format!("is only used with {DEFAULT_ZONE}, which is not set")));
         }
         return Ok(None);
     };
@@ -83,6 +90,12 @@ pub(super) fn eureka_client(raw: &RawEurekaClient) -> Result<Option<ClientConfig
             return Err(invalid(FETCH_INTERVAL, "must be at least 1 (seconds between fetches)".into()));
         }
         config.fetch_interval = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = renewal {
+        if seconds == 0 {
+            return Err(invalid(RENEWAL_INTERVAL, "must be at least 1 (seconds between heartbeats)".into()));
+        }
+        config.lease_renewal_interval = Duration::from_secs(seconds);
     }
     // The client's own check, so the config refuses exactly what the client would; it also
     // normalizes the URLs (no trailing slash).
@@ -168,6 +181,9 @@ mod tests {
         assert_eq!(eureka.fetch_interval, Duration::from_secs(1));
         let defaults = parse("eureka: {client: {serviceUrl: {defaultZone: 'http://e:8761/eureka'}}}", &[]).unwrap().eureka.unwrap();
         assert_eq!(defaults.fetch_interval, Duration::from_secs(30));
+        assert_eq!(defaults.lease_renewal_interval, Duration::from_secs(30));
+        let renewal = parse("eureka: {client: {serviceUrl: {defaultZone: 'http://e:8761/eureka'}}, instance: {leaseRenewalIntervalInSeconds: 1}}", &[]).unwrap().eureka.unwrap();
+        assert_eq!(renewal.lease_renewal_interval, Duration::from_secs(1));
         let vars = [("EUREKA_CLIENT_SERVICEURL_DEFAULTZONE", "http://a:1/eureka,http://b:2/eureka"), ("EUREKA_CLIENT_REGISTRYFETCHINTERVALSECONDS", "5")];
         let eureka = parse(text, &vars).unwrap().eureka.unwrap();
         assert_eq!(eureka.service_urls, ["http://a:1/eureka", "http://b:2/eureka"]);
@@ -184,6 +200,8 @@ mod tests {
             ("eureka: {client: {serviceUrl: {defaultZone: ' , '}}}", "eureka.client.serviceUrl.defaultZone"),
             ("eureka: {client: {serviceUrl: {defaultZone: 'http://e/eureka'}, registryFetchIntervalSeconds: 0}}", "eureka.client.registryFetchIntervalSeconds"),
             ("eureka: {client: {registryFetchIntervalSeconds: 5}}", "eureka.client.registryFetchIntervalSeconds"),
+            ("eureka: {client: {serviceUrl: {defaultZone: 'http://e/eureka'}}, instance: {leaseRenewalIntervalInSeconds: 0}}", "eureka.instance.leaseRenewalIntervalInSeconds"),
+            ("eureka: {instance: {leaseRenewalIntervalInSeconds: 5}}", "eureka.instance.leaseRenewalIntervalInSeconds"),
         ] {
             let error = parse(text, &[]).unwrap_err().to_string();
             assert!(error.starts_with(key), "{error}");

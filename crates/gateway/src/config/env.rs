@@ -31,6 +31,7 @@ pub(crate) const KEYS: &[&str] = &[
     "discovery.embedded.evictionInterval",
     "eureka.client.serviceUrl.defaultZone",
     "eureka.client.registryFetchIntervalSeconds",
+    "eureka.instance.leaseRenewalIntervalInSeconds",
 ];
 
 /// The environment variable name that binds `key`.

@@ -207,7 +207,7 @@ impl Config {
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
         let embedded = discovery::embedded(raw.discovery.embedded, base)?;
-        let eureka = discovery::eureka_client(&raw.eureka.client)?;
+        let eureka = discovery::eureka_client(&raw.eureka)?;
         Ok(Config {
             listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
             tls,

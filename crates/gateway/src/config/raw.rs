@@ -90,6 +90,14 @@ pub(crate) struct RawEmbedded {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawEureka {
     pub client: RawEurekaClient,
+    pub instance: RawEurekaInstance,
+}
+
+/// `eureka.instance.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawEurekaInstance {
+    pub lease_renewal_interval_in_seconds: Option<u64>,
 }
 
 /// `eureka.client.*`

@@ -8,13 +8,14 @@
 //! - `endpoints`: failover and quarantine across the service URLs.
 //! - `fetch`: one HTTP `GET` with failover, gzip and time-outs.
 //! - [`apply_delta`]: a delta applied to a copy.
-//!
-//! This increment only reads the remote registry; registering the gateway itself is not here.
+//! - [`Registration`]: registers one instance (register, heartbeat, re-register on 404, cancel),
+//!   with the same failover across the service URLs.
 
 mod delta;
 mod endpoints;
 mod error;
 mod fetch;
+mod register;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 pub use delta::{apply_delta, normalize};
 pub use error::{AttemptError, ConfigError, FetchError};
 pub use fetch::MAX_BODY_BYTES;
+pub use register::{InstanceDescription, Lease, RegisterError, Registration};
 
 use endpoints::Endpoints;
 use fetch::{Reply, Transport};
@@ -43,6 +45,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time-out for the answer once connected. Default 8 s.
     pub read_timeout: Duration,
+    /// How often an instance registered with this cluster heartbeats (the gateway's own
+    /// registration, [`Registration`]); the lease is three times as long. Default 30 s
+    /// (Spring's `eureka.instance.leaseRenewalIntervalInSeconds`).
+    pub lease_renewal_interval: Duration,
 }
 
 impl ClientConfig {
@@ -52,6 +58,8 @@ impl ClientConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default read time-out.
     pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(8);
+    /// Default lease renewal interval.
+    pub const DEFAULT_LEASE_RENEWAL_INTERVAL: Duration = Duration::from_secs(30);
 
     /// Options for `urls` with the default interval and time-outs.
     pub fn new(urls: Vec<String>) -> ClientConfig {
@@ -60,6 +68,7 @@ impl ClientConfig {
             fetch_interval: ClientConfig::DEFAULT_FETCH_INTERVAL,
             connect_timeout: ClientConfig::DEFAULT_CONNECT_TIMEOUT,
             read_timeout: ClientConfig::DEFAULT_READ_TIMEOUT,
+            lease_renewal_interval: ClientConfig::DEFAULT_LEASE_RENEWAL_INTERVAL,
         }
     }
 
