@@ -12,7 +12,7 @@ use hyper::upgrade::OnUpgrade;
 use tokio::time::Instant;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::balance::{self, Lease, Tried};
+use crate::balance::{Lease, Tried};
 
 use crate::body::{self, Body};
 use crate::config::ErrorMode;
@@ -69,22 +69,11 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
     let mut tried = Tried::default();
     let mut retries = 0;
     let mut last_error = None;
-    let mut backed_off = false;
     loop {
-        let Some(pick) = shared.picker.pick(&resolved.service, request.headers(), &tried, Instant::now()) else {
+        let Some(pick) = shared.picker.pick_for_try(&resolved.service, request.headers(), &tried, retries).await else {
             // Every UP instance has failed this session already (or none is UP, or a sticky one is not).
             return Err(last_error.map_or_else(|| Failure::NoInstance { service_id: resolved.requested_id.clone() }, Failure::Connect));
         };
-        if retries > 0 && !backed_off {
-            // Only once another instance is known to be left: a lone instance fails without delay.
-            // The pick is given back first, so the wait does not count as a session on it, and
-            // made again afterwards, on the instances as they are then.
-            drop(pick);
-            tokio::time::sleep(balance::backoff(retries)).await;
-            backed_off = true;
-            continue;
-        }
-        backed_off = false;
         let instance = pick.instance;
         let authority = instance.authority();
         let scheme = if instance.secure { "wss" } else { "ws" };

@@ -148,6 +148,20 @@ impl Picker {
         Some(Pick { instance: &instances[index], service: &service.service.id, index, lease: load.lease() })
     }
 
+    /// The instance for a request's try number `retry` (0 for the first). A retry first waits its
+    /// back-off, but only when an instance is left to try (a lone instance fails without delay), and
+    /// without holding a lease on it meanwhile: the pick is made again after the wait, on the
+    /// instances as they are then.
+    pub async fn pick_for_try<'s>(&self, service: &'s Arc<ServiceRoutes>, headers: &HeaderMap, tried: &Tried, retry: u32) -> Option<Pick<'s>> {
+        let pick = self.pick(service, headers, tried, Instant::now())?;
+        if retry == 0 {
+            return Some(pick);
+        }
+        drop(pick);
+        tokio::time::sleep(backoff(retry)).await;
+        self.pick(service, headers, tried, Instant::now())
+    }
+
     /// Reports that connecting to the picked instance failed: the request will not try it again,
     /// and new sessions avoid it for `ejectFor` from `now`.
     pub fn failed(&self, pick: Pick<'_>, tried: &mut Tried, now: Instant) {

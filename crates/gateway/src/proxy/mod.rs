@@ -20,7 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::balance::{self, Picker, Tried};
+use crate::balance::{Picker, Tried};
 use crate::body::{self, Body};
 use crate::discovery::Instance;
 use crate::failure::Failure;
@@ -67,12 +67,9 @@ impl HttpProxy {
         let mut retries = 0;
         let mut last_failure = None;
         loop {
-            let Some(pick) = picker.pick(&resolved.service, &parts.headers, &tried, Instant::now()) else {
+            let Some(pick) = picker.pick_for_try(&resolved.service, &parts.headers, &tried, retries).await else {
                 return Err(last_failure.unwrap_or_else(|| Failure::NoInstance { service_id: resolved.requested_id.clone() }));
             };
-            if retries > 0 {
-                tokio::time::sleep(balance::backoff(retries)).await;
-            }
             let body = incoming.take().map_or_else(body::empty, |incoming| incoming.boxed());
             // Only a request that may be sent again needs its headers kept.
             let headers = if replayable { headers.clone() } else { std::mem::take(&mut headers) };
