@@ -34,7 +34,7 @@ use crate::proxy::HttpProxy;
 use crate::relay::BufferPool;
 use crate::route::RouteTable;
 use crate::session::SessionTable;
-use crate::tls::{self, TlsError};
+use crate::tls::{self, ReadAhead, TlsError};
 use crate::worker::Listeners;
 use crate::websocket;
 
@@ -214,7 +214,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         match &shared.tls {
             None => drop(tokio::spawn(serve_http(shared, client, stream))),
             Some(tls) => {
-                let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(stream);
+                let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(ReadAhead::new(stream));
                 tokio::spawn(async move {
                     match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
                         Ok(Ok(stream)) => serve_http(shared, client, stream).await,

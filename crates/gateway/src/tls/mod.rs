@@ -10,6 +10,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use thiserror::Error;
 
+mod read_ahead;
+
+pub use read_ahead::ReadAhead;
+
 /// `server.ssl.certificate` and `server.ssl.certificateKey`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
