@@ -1,9 +1,11 @@
 //! The registry's options. The listening port is the caller's (`discovery.embedded.port`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::allow::AllowList;
+use crate::credentials::CheckCredentials;
 
 /// Options of the embedded registry, with defaults chosen for a gateway routing live sessions.
 #[derive(Debug, Clone)]
@@ -12,6 +14,10 @@ pub struct RegistryConfig {
     /// Reads are open to anyone who can reach the port, as in Eureka (a second gateway following this
     /// registry reads it). Default: loopback (`127.0.0.0/8`, `::1`).
     pub allow: AllowList,
+    /// When set, every request (reads too: they list the services' addresses) needs an
+    /// `Authorization: Basic` credential this check accepts; others get 401. Changes must come from
+    /// [`RegistryConfig::allow`] as well. Default: none.
+    pub credentials: Option<Arc<dyn CheckCredentials>>,
     /// How often expired leases are evicted. Default 1 s: Java's 60 s would keep a dead instance's
     /// routes for up to a minute after its lease ran out.
     pub eviction_interval: Duration,
@@ -42,6 +48,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             allow: AllowList::loopback(),
+            credentials: None,
             eviction_interval: Duration::from_secs(1),
             self_preservation: false,
             renewal_percent_threshold: 0.85,

@@ -10,6 +10,7 @@
 //! - [`server`]: the Eureka REST API over HTTP/1.1 ([`server::serve`]), with the Java server's status
 //!   codes, content negotiation, gzip and an allow list for state changes.
 //! - [`config`]: [`RegistryConfig`], the registry's options and their defaults.
+//! - [`credentials`]: Basic credentials, checked by the server and sent by the clients.
 //! - [`client`]: [`EurekaClient`], a client following an external Eureka cluster, publishing its
 //!   copy on a `watch` channel of the same shape as [`Registry::subscribe`].
 //!
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod model;
 pub mod allow;
 pub mod config;
+pub mod credentials;
 pub mod registry;
 pub mod server;
 pub mod client;

@@ -11,6 +11,9 @@
 
 use std::collections::BTreeSet;
 
+use super::service_url::ServiceUrl;
+use crate::credentials::Basic;
+
 /// The share of quarantined endpoints (percent) at which the quarantine is cleared (Java's
 /// `retryableClientQuarantineRefreshPercentage`, 0.66).
 pub(crate) const QUARANTINE_CLEAR_PERCENT: usize = 66;
@@ -18,7 +21,7 @@ pub(crate) const QUARANTINE_CLEAR_PERCENT: usize = 66;
 /// The endpoints of one client, the sticky one and the quarantined ones.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoints {
-    urls: Vec<String>,
+    urls: Vec<ServiceUrl>,
     /// The endpoint that answered last; `None` after it failed.
     current: Option<usize>,
     quarantined: BTreeSet<usize>,
@@ -26,13 +29,18 @@ pub(crate) struct Endpoints {
 
 impl Endpoints {
     /// Endpoints for `urls`, in the order requests try them.
-    pub(crate) fn new(urls: Vec<String>) -> Endpoints {
+    pub(crate) fn new(urls: Vec<ServiceUrl>) -> Endpoints {
         Endpoints { urls, current: None, quarantined: BTreeSet::new() }
     }
 
-    /// The URL of endpoint `index`.
+    /// The URL of endpoint `index`, without its credential.
     pub(crate) fn url(&self, index: usize) -> &str {
-        &self.urls[index]
+        &self.urls[index].base
+    }
+
+    /// The credential requests to endpoint `index` carry, if its URL had one.
+    pub(crate) fn credential(&self, index: usize) -> Option<&Basic> {
+        self.urls[index].credential.as_ref()
     }
 
     /// The sticky endpoint's URL, if one answered and has not failed since.
@@ -42,7 +50,7 @@ impl Endpoints {
 
     /// The quarantined URLs, in list order.
     pub(crate) fn quarantined(&self) -> Vec<String> {
-        self.quarantined.iter().map(|&index| self.urls[index].clone()).collect()
+        self.quarantined.iter().map(|&index| self.urls[index].base.clone()).collect()
     }
 
     /// The endpoint for the next attempt of a request that has already tried `tried`: the sticky one
@@ -79,7 +87,7 @@ mod tests {
     use super::*;
 
     fn list(n: usize) -> Endpoints {
-        Endpoints::new((0..n).map(|i| format!("http://h{i}/eureka")).collect())
+        Endpoints::new((0..n).map(|i| ServiceUrl { base: format!("http://h{i}/eureka"), credential: None }).collect())
     }
 
     #[test]

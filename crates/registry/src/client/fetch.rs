@@ -14,7 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Request, StatusCode};
+use http::header::{self, HeaderValue};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -22,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::endpoints::Endpoints;
 use super::error::{AttemptError, FetchError};
+use crate::credentials::Basic;
 use crate::codec::{decode_applications, Format};
 use crate::model::Applications;
 
@@ -67,11 +69,11 @@ impl Transport {
             // The lock is never held across an await.
             let picked = {
                 let mut endpoints = lock(endpoints);
-                endpoints.pick(&tried).map(|index| (index, format!("{}{path}", endpoints.url(index))))
+                endpoints.pick(&tried).map(|index| (index, format!("{}{path}", endpoints.url(index)), endpoints.credential(index).map(Basic::header_value)))
             };
-            let Some((index, url)) = picked else { break };
+            let Some((index, url, authorization)) = picked else { break };
             tried.push(index);
-            match self.attempt(&url).await {
+            match self.attempt(&url, authorization).await {
                 Ok(reply) => {
                     lock(endpoints).succeeded(index);
                     return Ok((url, reply));
@@ -90,12 +92,15 @@ impl Transport {
     }
 
     /// One request to one URL.
-    async fn attempt(&self, url: &str) -> Result<Reply, AttemptError> {
-        let request = Request::get(url)
+    async fn attempt(&self, url: &str, authorization: Option<HeaderValue>) -> Result<Reply, AttemptError> {
+        let mut request = Request::get(url)
             .header(header::ACCEPT, "application/json")
             .header(header::ACCEPT_ENCODING, "gzip")
             .body(Empty::new())
             .map_err(|error| AttemptError::Io(error.into()))?;
+        if let Some(authorization) = authorization {
+            request.headers_mut().insert(header::AUTHORIZATION, authorization);
+        }
         let exchange = async {
             let response = self.client.request(request).await.map_err(|error| AttemptError::Io(error.into()))?;
             let status = response.status();

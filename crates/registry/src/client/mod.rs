@@ -16,12 +16,12 @@ mod endpoints;
 mod error;
 mod fetch;
 mod register;
+mod service_url;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::Uri;
 use tokio::sync::watch;
 
 pub use delta::{apply_delta, normalize};
@@ -30,6 +30,7 @@ pub use fetch::MAX_BODY_BYTES;
 pub use register::{InstanceDescription, Lease, RegisterError, Registration};
 
 use endpoints::Endpoints;
+use service_url::ServiceUrl;
 use fetch::{Reply, Transport};
 
 use crate::model::Applications;
@@ -113,21 +114,10 @@ impl EurekaClient {
         if config.service_urls.is_empty() {
             return Err(ConfigError::NoServiceUrls);
         }
-        for url in &mut config.service_urls {
-            let invalid = |reason| ConfigError::InvalidUrl { url: url.clone(), reason };
-            let trimmed = url.trim().trim_end_matches('/');
-            let uri: Uri = trimmed.parse().map_err(|_| invalid("not a URL"))?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                return Err(invalid("expected http://HOST:PORT/eureka (https is not supported yet)"));
-            }
-            if uri.query().is_some() {
-                return Err(invalid("a service URL takes no query"));
-            }
-            // Paths are appended (`/apps/delta`), so no trailing slash.
-            *url = trimmed.to_owned();
-        }
+        let urls = config.service_urls.iter().map(|url| ServiceUrl::parse(url)).collect::<Result<Vec<_>, _>>()?;
+        config.service_urls = urls.iter().map(|url| url.base.clone()).collect();
         let transport = Transport::new(config.connect_timeout, config.read_timeout);
-        let endpoints = Mutex::new(Endpoints::new(config.service_urls.clone()));
+        let endpoints = Mutex::new(Endpoints::new(urls));
         let (snapshots, _) = watch::channel(Arc::new(Applications::default()));
         Ok(EurekaClient { config, transport, endpoints, snapshots, refreshing: tokio::sync::Mutex::new(()) })
     }

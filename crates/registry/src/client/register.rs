@@ -13,7 +13,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{header, Method, Request, StatusCode, Uri};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -23,7 +24,9 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use super::endpoints::Endpoints;
+use super::service_url::ServiceUrl;
 use super::error::ConfigError;
+use crate::credentials::Basic;
 
 /// How long one request to the registry may take (Eureka's clients use 5 s to connect, 8 s to read).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,19 +113,7 @@ impl Registration {
     ///
     /// [`ConfigError`] when there is no URL or one is not a usable `http://` URL.
     pub fn new(service_urls: &[String], description: InstanceDescription) -> Result<Registration, ConfigError> {
-        let mut urls = Vec::with_capacity(service_urls.len());
-        for url in service_urls.iter().map(|url| url.trim()).filter(|url| !url.is_empty()) {
-            let invalid = |reason| ConfigError::InvalidUrl { url: url.to_owned(), reason };
-            let trimmed = url.trim_end_matches('/');
-            let uri: Uri = trimmed.parse().map_err(|_| invalid("not a URL"))?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                return Err(invalid("expected http://HOST:PORT/eureka (https is not supported yet)"));
-            }
-            if uri.query().is_some() {
-                return Err(invalid("a service URL takes no query"));
-            }
-            urls.push(trimmed.to_owned());
-        }
+        let urls = service_urls.iter().filter(|url| !url.trim().is_empty()).map(|url| ServiceUrl::parse(url)).collect::<Result<Vec<_>, _>>()?;
         if urls.is_empty() {
             return Err(ConfigError::NoServiceUrls);
         }
@@ -277,14 +268,14 @@ impl Registration {
         loop {
             let picked = {
                 let mut endpoints = self.lock_endpoints();
-                endpoints.pick(&tried).map(|index| (index, endpoints.url(index).to_owned()))
+                endpoints.pick(&tried).map(|index| (index, endpoints.url(index).to_owned(), endpoints.credential(index).map(Basic::header_value)))
             };
-            let Some((index, base)) = picked else {
+            let Some((index, base, authorization)) = picked else {
                 return Err(RegisterError::AllFailed { method, path: path.to_owned(), last });
             };
             tried.push(index);
             let url = format!("{base}{path}");
-            match self.attempt(method.clone(), &url, body.clone()).await {
+            match self.attempt(method.clone(), &url, authorization, body.clone()).await {
                 Ok(status) if !status.is_server_error() => {
                     self.lock_endpoints().succeeded(index);
                     return Ok((url, status));
@@ -297,14 +288,17 @@ impl Registration {
     }
 
     /// One request to one URL.
-    async fn attempt(&self, method: Method, url: &str, body: Bytes) -> Result<StatusCode, String> {
-        let request = Request::builder()
+    async fn attempt(&self, method: Method, url: &str, authorization: Option<HeaderValue>, body: Bytes) -> Result<StatusCode, String> {
+        let mut request = Request::builder()
             .method(method)
             .uri(url)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json")
             .body(Full::new(body))
             .map_err(|error| error.to_string())?;
+        if let Some(authorization) = authorization {
+            request.headers_mut().insert(header::AUTHORIZATION, authorization);
+        }
         let exchange = async {
             let response = self.client.request(request).await.map_err(|error| error.to_string())?;
             let status = response.status();

@@ -13,6 +13,7 @@ use hyper::body::Body;
 use super::body::{self, BodyError, Wants};
 use super::route::{query_pairs, query_value, Endpoint};
 use crate::codec::{self, validate_registration};
+use crate::credentials::Basic;
 use crate::model::Status;
 use crate::registry::{MetadataUpdateError, Registry};
 
@@ -82,6 +83,18 @@ where
     if method != Method::GET && !registry.config().allow.allows(peer.ip()) {
         tracing::warn!(%peer, %method, path = request.uri().path(), "registry change refused: peer not in the allow list");
         return text(StatusCode::FORBIDDEN, "registry changes are not allowed from this address");
+    }
+    if let Some(check) = &registry.config().credentials {
+        let accepted = match Basic::from_headers(request.headers()) {
+            Some(basic) => check.check(&basic.user, &basic.password).await,
+            None => false,
+        };
+        if !accepted {
+            tracing::warn!(%peer, %method, path = request.uri().path(), "registry request refused: no valid credential");
+            let mut response = text(StatusCode::UNAUTHORIZED, "the registry needs a valid Basic credential");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"wsgate registry\""));
+            return response;
+        }
     }
     let wants = Wants::of(request.headers());
     let query = query_pairs(request.uri().query());

@@ -5,7 +5,8 @@
 //! answers a single request, for a caller that runs its own server.
 //!
 //! Access: reads are open to anyone who reaches the port; changes (POST, PUT, DELETE) only to peers
-//! in [`crate::RegistryConfig::allow`], others get 403.
+//! in [`crate::RegistryConfig::allow`], others get 403. With [`crate::RegistryConfig::credentials`],
+//! every request also needs a Basic credential that check accepts, others get 401.
 
 mod body;
 mod handler;

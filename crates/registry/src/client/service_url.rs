@@ -1,0 +1,117 @@
+//! One Eureka service URL as written in `defaultZone`: checked once, its credential taken out.
+//!
+//! `http://USER:PASSWORD@HOST:PORT/eureka` is how Spring and Zowe users give a secured cluster's
+//! credential. Requests go to the URL without it and carry it as `Authorization: Basic`; logs and
+//! errors show the URL with the password replaced, never the password.
+
+use percent_encoding::percent_decode_str;
+
+use super::error::ConfigError;
+use crate::credentials::Basic;
+
+/// What a log shows instead of a password.
+const HIDDEN: &str = "***";
+
+/// A usable service URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceUrl {
+    /// `http://HOST[:PORT][/PATH]`, no credential and no trailing slash: request paths are appended.
+    pub(crate) base: String,
+    /// The credential of the URL's user information, if it had one.
+    pub(crate) credential: Option<Basic>,
+}
+
+impl ServiceUrl {
+    /// Checks and splits `url`.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidUrl`] (showing the URL without its password) when it is not
+    /// `http://[USER:PASSWORD@]HOST[:PORT][/PATH]`.
+    pub(crate) fn parse(url: &str) -> Result<ServiceUrl, ConfigError> {
+        let trimmed = url.trim().trim_end_matches('/');
+        let (credential, rest) = split_credential(trimmed);
+        let invalid = |reason| ConfigError::InvalidUrl { url: shown(trimmed, credential.is_some()), reason };
+        let base = match &credential {
+            Some(_) => format!("http://{rest}"),
+            None => trimmed.to_owned(),
+        };
+        let uri: http::Uri = base.parse().map_err(|_| invalid("not a URL"))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(invalid("expected http://HOST:PORT/eureka (https is not supported yet)"));
+        }
+        if uri.query().is_some() {
+            return Err(invalid("a service URL takes no query"));
+        }
+        let credential = match credential {
+            None => None,
+            Some(Err(reason)) => return Err(invalid(reason)),
+            Some(Ok(credential)) => Some(credential),
+        };
+        Ok(ServiceUrl { base, credential })
+    }
+}
+
+/// The credential of `http://USER:PASSWORD@REST`, percent-decoded, and REST; `None` and the whole
+/// URL when it has no user information.
+fn split_credential(url: &str) -> (Option<Result<Basic, &'static str>>, &str) {
+    let Some(after_scheme) = url.strip_prefix("http://") else { return (None, url) };
+    let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
+    let Some(at) = after_scheme[..authority_end].rfind('@') else { return (None, url) };
+    let (userinfo, rest) = (&after_scheme[..at], &after_scheme[at + 1..]);
+    let credential = userinfo
+        .split_once(':')
+        .ok_or("the user information needs USER:PASSWORD")
+        .and_then(|(user, password)| Ok(Basic { user: decode(user)?, password: decode(password)? }));
+    (Some(credential), rest)
+}
+
+fn decode(part: &str) -> Result<String, &'static str> {
+    percent_decode_str(part).decode_utf8().map(|text| text.into_owned()).map_err(|_| "the user information is not UTF-8")
+}
+
+/// `url` as logs may show it: with `HIDDEN` for the password when it has one.
+fn shown(url: &str, has_userinfo: bool) -> String {
+    if !has_userinfo {
+        return url.to_owned();
+    }
+    let after_scheme = &url["http://".len()..];
+    let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
+    let at = after_scheme[..authority_end].rfind('@').unwrap_or(0);
+    // Without a colon the whole user information may be a token: none of it is shown.
+    let shown_userinfo = match after_scheme[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:{HIDDEN}"),
+        None => HIDDEN.to_owned(),
+    };
+    format!("http://{shown_userinfo}@{}", &after_scheme[at + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_credential_out() {
+        let url = ServiceUrl::parse(" http://eureka:p%40ss%3Aw0rd@127.0.0.1:10011/eureka/ ").unwrap();
+        assert_eq!(url.base, "http://127.0.0.1:10011/eureka");
+        assert_eq!(url.credential, Some(Basic { user: "eureka".into(), password: "p@ss:w0rd".into() }));
+        let plain = ServiceUrl::parse("http://a:1/eureka/").unwrap();
+        assert_eq!((plain.base.as_str(), plain.credential), ("http://a:1/eureka", None));
+    }
+
+    #[test]
+    fn errors_never_show_the_password() {
+        for url in ["http://u:secret@", "http://u:secret@h:1/eureka?x=1", "http://usersecret@h:1/eureka", "http://u:%FFsecret@h:1/eureka"] {
+            let error = ServiceUrl::parse(url).unwrap_err().to_string();
+            assert!(!error.contains("secret"), "{error}");
+        }
+        let error = ServiceUrl::parse("http://u:secret@h:1/eureka?x=1").unwrap_err().to_string();
+        assert!(error.contains("http://u:***@h:1/eureka?x=1"), "{error}");
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_http_url() {
+        for url in ["", "https://h:1/eureka", "h:1/eureka", "http:///eureka", "http://h:1/eureka?q"] {
+            assert!(ServiceUrl::parse(url).is_err(), "{url}");
+        }
+    }
+}
