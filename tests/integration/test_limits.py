@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from support import (
     HOST,
+    RawWs,
     connect,
     demo_routes,
     expect_close,
@@ -43,23 +44,27 @@ TOTAL_REASON = "Too many sessions on the gateway (server.limits.maxSessions: 2)"
 PER_SERVICE_REASON = "Too many sessions to service scripted (server.limits.maxSessionsPerService: 2)"
 
 
-def scripted_services(scripted) -> list[dict]:
-    """Two services on the scripted upstream, so a per-service limit can be seen to be per service."""
-    return [
+def scripted_services(scripted, refused_port: int | None = None) -> list[dict]:
+    """Two services on the scripted upstream, so a per-service limit can be seen to be per service,
+    and one nobody listens for when `refused_port` is given."""
+    services = [
         service("scripted", [(HOST, scripted.port)], {"ws_v1": ("ws/v1", "/scripted/ws")}),
         service("other", [(HOST, scripted.port)], {"ws_v1": ("ws/v1", "/scripted/ws")}),
     ]
+    if refused_port is not None:
+        services.append(service("refused", [(HOST, refused_port)], {"ws_v1": ("ws/v1", "/refused/ws")}))
+    return services
 
 
-def limits_gateway(log_dir, scripted, name: str, mode: str = "close-code", **limits):
-    config = gateway_config(scripted_services(scripted), mode)
+def limits_gateway(log_dir, scripted, name: str, mode: str = "close-code", refused_port: int | None = None, **limits):
+    config = gateway_config(scripted_services(scripted, refused_port), mode)
     config["server"]["limits"] = limits
     return start_gateway(log_dir, name, config)
 
 
 @pytest.fixture(scope="module")
-def per_client(log_dir, scripted):
-    gw = limits_gateway(log_dir, scripted, "limit-per-client", maxSessionsPerClient=3)
+def per_client(log_dir, scripted, refused_port):
+    gw = limits_gateway(log_dir, scripted, "limit-per-client", refused_port=refused_port, maxSessionsPerClient=3)
     yield gw
     gw.child.stop()
 
@@ -159,6 +164,40 @@ def test_per_client_limit_refuses_the_next_session_with_1008(per_client, scripte
     run(scenario())
     assert [r.path for r in scripted.find(paths[3][1])] == [], "the refused session reached the service"
     assert all(len(scripted.find(token)) == 1 for _, token in paths[:3])
+
+
+def test_every_way_a_session_ends_gives_its_count_back(per_client, scripted):
+    # Each way is taken more often than the limit of 3 allows, so one leaked count per session would
+    # leave the client unable to open a session at the end.
+    async def failed_connects():
+        for _ in range(4):
+            ws = await connect(per_client, session_path("refused")[0])
+            code, _ = await expect_close(ws)
+            assert code == 1011
+
+    async def service_closes():
+        for _ in range(4):
+            ws = await open_when_admitted(per_client, session_path()[0])
+            await ws.send("close 4000 done")
+            assert await expect_close(ws) == (4000, "done")
+
+    run(failed_connects())
+    run(service_closes())
+    # Clients that vanish without a close, before and after their session opened.
+    for _ in range(4):
+        vanishing = socket.create_connection((HOST, per_client.port))
+        vanishing.sendall(upgrade_request(per_client.port, session_path()[0]))
+        vanishing.close()
+    for _ in range(4):
+        raw = RawWs(per_client.port, session_path()[0])
+        raw.close()
+
+    async def full_share():
+        held = [await open_when_admitted(per_client, session_path()[0]) for _ in range(3)]
+        await assert_echo(held)
+        await close_all(held)
+
+    run(full_share())
 
 
 def test_per_client_limit_in_http_status_mode_is_429(per_client_http, scripted):
