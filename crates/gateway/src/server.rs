@@ -281,3 +281,55 @@ async fn forward_http(shared: &Shared, request: Request<Incoming>, client: Socke
     let forwarded = shared.forwarded(client, &request);
     shared.proxy.forward(request, &shared.picker, &resolved, &forwarded).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// A gateway on a free loopback port with `server` keys added, serving until the sender drops.
+    async fn start(server: &str) -> (SocketAddr, oneshot::Sender<()>) {
+        let text = format!("server: {{address: 127.0.0.1, port: 0, ssl: {{enabled: false}}, {server}}}\ndiscovery: {{embedded: {{enabled: false}}}}\n");
+        let config = Config::parse(&text, Path::new("test.yml"), []).unwrap();
+        let gateway = Gateway::bind(config).await.unwrap();
+        let address = gateway.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(gateway.serve(async {
+            let _ = stopped.await;
+        }));
+        (address, stop)
+    }
+
+    /// What the gateway answers to `request` before it closes the connection.
+    async fn exchange(address: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_request_head_over_max_http_header_size_gets_431() {
+        let (address, _stop) = start("maxHttpHeaderSize: 16KiB").await;
+        let head = |size| format!("GET /nosuch/ws/v1 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nX-Big: {}\r\n\r\n", "b".repeat(size));
+        let fits = exchange(address, head(16_000).as_bytes()).await;
+        assert!(fits.starts_with("HTTP/1.1 404 "), "{fits}");
+        let too_large = exchange(address, head(16_384).as_bytes()).await;
+        assert!(too_large.starts_with("HTTP/1.1 431 "), "{too_large}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_head_is_cut_at_the_handshake_timeout_without_an_answer() {
+        let (address, _stop) = start("handshakeTimeout: 300ms").await;
+        let started = std::time::Instant::now();
+        let answer = exchange(address, b"GET /nosuch/ws/v1 HTTP/1.1\r\nHost: gw\r\n").await;
+        assert_eq!(answer, "");
+        assert!(started.elapsed() >= Duration::from_millis(290), "{:?}", started.elapsed());
+    }
+}
