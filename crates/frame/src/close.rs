@@ -21,12 +21,16 @@ impl CloseCode {
     pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
     /// 1003: data the endpoint cannot accept (the Zowe gateway also uses it for routing failures).
     pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
+    /// 1008: a message or a request that violates the endpoint's policy.
+    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
     /// 1009: a message too big to process.
     pub const TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: an unexpected condition on the server.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
     /// 1012: the service is restarting or unavailable.
     pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
+    /// 1013: the server is overloaded; try again later.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 }
 
 /// What a close frame carried, captured while it passed through: its code and the length of its

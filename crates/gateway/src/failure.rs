@@ -9,6 +9,7 @@ use wsgate_frame::{CloseCode, Violation};
 
 use crate::body::{self, Body};
 use crate::handshake::ServiceRefusal;
+use crate::limits::LimitExceeded;
 use crate::relay::Direction;
 use crate::route::RouteError;
 use crate::upstream::{ConnectCause, ConnectError};
@@ -28,6 +29,9 @@ pub enum Failure {
     /// The service could not be reached or refused.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// A session limit is reached (`server.limits.*`); checked before any connection to a service.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
 }
 
 /// A close frame's content.
@@ -59,6 +63,16 @@ impl Failure {
                 };
                 (code, format!("Error opening session to WebSocket service at {url}: {cause}").into())
             }
+            // The client itself is over its share: waiting for other sessions to end does not help it.
+            Failure::Limit(LimitExceeded::PerClient { limit, .. }) => {
+                (CloseCode::POLICY_VIOLATION, format!("Too many sessions from this client address (server.limits.maxSessionsPerClient: {limit})").into())
+            }
+            Failure::Limit(LimitExceeded::PerService { service_id, limit }) => {
+                (CloseCode::TRY_AGAIN_LATER, format!("Too many sessions to service {service_id} (server.limits.maxSessionsPerService: {limit})").into())
+            }
+            Failure::Limit(LimitExceeded::Total { limit }) => {
+                (CloseCode::TRY_AGAIN_LATER, format!("Too many sessions on the gateway (server.limits.maxSessions: {limit})").into())
+            }
         }
     }
 
@@ -72,6 +86,8 @@ impl Failure {
                 ConnectCause::TimedOut => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             },
+            Failure::Limit(LimitExceeded::PerClient { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            Failure::Limit(LimitExceeded::PerService { .. } | LimitExceeded::Total { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -153,6 +169,15 @@ mod tests {
         check(connect(ConnectCause::Refused), 1011, &format!("{AT}connection refused"), 502);
         check(connect(ConnectCause::TimedOut), 1011, &format!("{AT}timed out"), 504);
         check(connect(ConnectCause::Refusal(ServiceRefusal::UnexpectedSubprotocol)), 1011, &format!("{AT}unexpected subprotocol"), 502);
+    }
+
+    #[test]
+    fn one_row_per_session_limit() {
+        let per_client = LimitExceeded::PerClient { client: "10.0.0.1".parse().unwrap(), limit: 3 };
+        check(per_client.into(), 1008, "Too many sessions from this client address (server.limits.maxSessionsPerClient: 3)", 429);
+        let per_service = LimitExceeded::PerService { service_id: "dc".into(), limit: 2 };
+        check(per_service.into(), 1013, "Too many sessions to service dc (server.limits.maxSessionsPerService: 2)", 503);
+        check(LimitExceeded::Total { limit: 500 }.into(), 1013, "Too many sessions on the gateway (server.limits.maxSessions: 500)", 503);
     }
 
     #[test]

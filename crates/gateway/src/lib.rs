@@ -11,7 +11,8 @@
 //! 3. [`route`]: resolves `/{serviceId}/{gatewayUrl}/...` in the [`route::RouteTable`], which the
 //!    [`discovery::ServiceDirectory`] rebuilds whenever a source of services changes: the static
 //!    config, or the embedded Eureka registry (`wsgate-registry`), which [`server`] serves on its own
-//!    port and [`discovery::embedded`] follows;
+//!    port and [`discovery::embedded`] follows; a WebSocket session is then counted by [`limits`]
+//!    (`server.limits.*`), before any service is contacted;
 //! 4. [`balance`]: picks an instance, and another one when connecting fails;
 //! 5. [`upstream`]: opens the session to the service before the client gets its answer;
 //! 6. [`relay`]: forwards frames both ways with fixed buffers, or [`proxy`] forwards plain HTTP;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod discovery;
 pub mod failure;
 pub mod handshake;
+pub mod limits;
 pub mod proxy;
 pub mod relay;
 pub mod route;

@@ -18,6 +18,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -30,6 +31,7 @@ use crate::discovery::listener::{RegistryListener, RegistryStartError};
 use crate::discovery::{ServiceDirectory, Source};
 use crate::failure::Failure;
 use crate::handshake::{self, Forwarded, Offer};
+use crate::limits::SessionLimits;
 use crate::proxy::HttpProxy;
 use crate::relay::BufferPool;
 use crate::route::RouteTable;
@@ -37,9 +39,6 @@ use crate::session::SessionTable;
 use crate::tls::{self, ReadAhead, TlsError};
 use crate::worker::Listeners;
 use crate::websocket;
-
-/// How long a client may take to send its request headers, and to complete its TLS handshake.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -74,9 +73,15 @@ pub(crate) struct Shared {
     pub(crate) routes: watch::Receiver<Arc<RouteTable>>,
     pub(crate) picker: Picker,
     pub(crate) sessions: SessionTable,
+    /// The session counts against `server.limits.*`.
+    pub(crate) limits: SessionLimits,
     pub(crate) proxy: HttpProxy,
     pub(crate) buffers: BufferPool,
     port: u16,
+    /// `server.handshakeTimeout`.
+    handshake_timeout: Duration,
+    /// `server.maxHttpHeaderSize`.
+    max_http_header_size: usize,
     /// The client-facing TLS configuration; `None` serves plain ws and http.
     tls: Option<Arc<ServerConfig>>,
     /// Where the routes come from, for `/application/routes`.
@@ -129,10 +134,13 @@ impl Gateway {
             routes: directory.routes(),
             picker: Picker::new(&config.load_balancing),
             sessions: SessionTable::new(prefix),
+            limits: SessionLimits::new(&config.limits),
             proxy: HttpProxy::new(config.websocket.connect_timeout),
             buffers: BufferPool::default(),
             websocket: config.websocket,
             port,
+            handshake_timeout: config.handshake_timeout,
+            max_http_header_size: config.max_http_header_size,
             tls,
             directory: Arc::clone(&directory),
         };
@@ -211,13 +219,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             },
         };
         let shared = Arc::clone(&shared);
+        // The TLS handshake and the first request head share one time-out, from the accept on.
+        let deadline = Instant::now() + shared.handshake_timeout;
         match &shared.tls {
-            None => drop(tokio::spawn(serve_http(shared, client, stream))),
+            None => drop(tokio::spawn(serve_http(shared, client, stream, deadline))),
             Some(tls) => {
                 let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(ReadAhead::new(stream));
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => serve_http(shared, client, stream).await,
+                    match tokio::time::timeout_at(deadline, handshake).await {
+                        Ok(Ok(stream)) => serve_http(shared, client, stream, deadline).await,
                         Ok(Err(error)) => debug!(%client, %error, "TLS handshake failed"),
                         Err(_) => debug!(%client, "TLS handshake timed out"),
                     }
@@ -228,14 +238,22 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
 }
 
 /// Serves HTTP/1.1 requests on one client connection, plain or TLS, until it ends or is upgraded.
-async fn serve_http<I>(shared: Arc<Shared>, client: SocketAddr, io: I)
+///
+/// A request head must be complete by `deadline` and fit `server.maxHttpHeaderSize` (else hyper
+/// answers 431 itself); a client too slow is disconnected without an answer (slowloris).
+async fn serve_http<I>(shared: Arc<Shared>, client: SocketAddr, io: I, deadline: Instant)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // hyper restarts this timer for each request head of a kept-alive connection (which also bounds
+    // its idle time); every head gets what the TLS handshake left of the time-out.
+    let header_read_timeout = deadline.saturating_duration_since(Instant::now());
+    let max_header_size = shared.max_http_header_size;
     let service = service_fn(move |request| dispatch(Arc::clone(&shared), client, request));
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
+        .max_header_size(max_header_size)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     if let Err(error) = connection.await {
@@ -262,4 +280,56 @@ async fn forward_http(shared: &Shared, request: Request<Incoming>, client: Socke
     let resolved = routes.resolve(request.uri().path(), request.uri().query())?;
     let forwarded = shared.forwarded(client, &request);
     shared.proxy.forward(request, &shared.picker, &resolved, &forwarded).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// A gateway on a free loopback port with `server` keys added, serving until the sender drops.
+    async fn start(server: &str) -> (SocketAddr, oneshot::Sender<()>) {
+        let text = format!("server: {{address: 127.0.0.1, port: 0, ssl: {{enabled: false}}, {server}}}\ndiscovery: {{embedded: {{enabled: false}}}}\n");
+        let config = Config::parse(&text, Path::new("test.yml"), []).unwrap();
+        let gateway = Gateway::bind(config).await.unwrap();
+        let address = gateway.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(gateway.serve(async {
+            let _ = stopped.await;
+        }));
+        (address, stop)
+    }
+
+    /// What the gateway answers to `request` before it closes the connection.
+    async fn exchange(address: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_request_head_over_max_http_header_size_gets_431() {
+        let (address, _stop) = start("maxHttpHeaderSize: 16KiB").await;
+        let head = |size| format!("GET /nosuch/ws/v1 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nX-Big: {}\r\n\r\n", "b".repeat(size));
+        let fits = exchange(address, head(16_000).as_bytes()).await;
+        assert!(fits.starts_with("HTTP/1.1 404 "), "{fits}");
+        let too_large = exchange(address, head(16_384).as_bytes()).await;
+        assert!(too_large.starts_with("HTTP/1.1 431 "), "{too_large}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_head_is_cut_at_the_handshake_timeout_without_an_answer() {
+        let (address, _stop) = start("handshakeTimeout: 300ms").await;
+        let started = std::time::Instant::now();
+        let answer = exchange(address, b"GET /nosuch/ws/v1 HTTP/1.1\r\nHost: gw\r\n").await;
+        assert_eq!(answer, "");
+        assert!(started.elapsed() >= Duration::from_millis(290), "{:?}", started.elapsed());
+    }
 }

@@ -1,6 +1,6 @@
-//! The WebSocket pipeline for one upgrade request: resolve the route → pick an instance → open the
-//! service session (upstream first; a failed connect is retried on other instances) → answer the
-//! client → relay → account.
+//! The WebSocket pipeline for one upgrade request: resolve the route → count the session against the
+//! limits → pick an instance → open the service session (upstream first; a failed connect is retried
+//! on other instances) → answer the client → relay → account.
 
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -18,6 +18,7 @@ use crate::body::{self, Body};
 use crate::config::ErrorMode;
 use crate::failure::{self, Failure};
 use crate::handshake::{self, Offer};
+use crate::limits::Admission;
 use crate::relay::{self, Direction, Limits, Peer};
 use crate::server::Shared;
 use crate::session::{OpenSession, SessionId, SessionInfo};
@@ -29,12 +30,12 @@ pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, of
     let span = info_span!("session", id = %id);
     let outcome = connect(&shared, &request, &offer, client).instrument(span.clone()).await;
     match outcome {
-        Ok((opened, info, lease)) => {
+        Ok(Connected { opened, info, lease, admission }) => {
             let response = handshake::client_response(&offer, &opened.accepted).map(|()| body::empty());
             // Only what the relay needs moves into its task: every byte there is held per open session.
             let client_upgrade = hyper::upgrade::on(&mut request);
             let session = shared.sessions.open(id, info);
-            tokio::spawn(relay_session(shared, client_upgrade, opened.io, session, lease).instrument(span));
+            tokio::spawn(relay_session(shared, client_upgrade, opened.io, session, lease, admission).instrument(span));
             response
         }
         Err(failure) => {
@@ -58,13 +59,25 @@ pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, of
     }
 }
 
-/// Resolves, picks and opens the service session. A connect failure is retried on another instance
-/// after a short back-off, up to `retries` times; the client gets the last failure. Each try has
-/// `connectTimeout` of its own.
-async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, client: SocketAddr) -> Result<(OpenedSession, SessionInfo, Lease), Failure> {
+/// A service session opened for a client, with what counts it until its relay ends.
+struct Connected {
+    opened: OpenedSession,
+    info: SessionInfo,
+    /// Counts the session on its instance, for `least-sessions`.
+    lease: Lease,
+    /// Counts the session against `server.limits.*`.
+    admission: Admission,
+}
+
+/// Resolves, checks the session limits, picks and opens the service session. A connect failure is
+/// retried on another instance after a short back-off, up to `retries` times; the client gets the
+/// last failure. Each try has `connectTimeout` of its own.
+async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, client: SocketAddr) -> Result<Connected, Failure> {
     let routes = Arc::clone(&shared.routes.borrow());
     let path = request.uri().path();
     let resolved = routes.resolve(path, request.uri().query())?;
+    // Before any connection to a service: a refused client costs no upstream connect.
+    let admission = shared.limits.admit(client.ip(), &resolved.service.service.id)?;
     let forwarded = shared.forwarded(client, request);
     let mut tried = Tried::default();
     let mut retries = 0;
@@ -89,7 +102,7 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
                     instance_id: Arc::clone(&instance.instance_id),
                     subprotocol: opened.accepted.protocol.clone(),
                 };
-                return Ok((opened, info, pick.into_lease()));
+                return Ok(Connected { opened, info, lease: pick.into_lease(), admission });
             }
             Err(error) if error.cause.may_retry() => {
                 shared.picker.failed(pick, &mut tried, Instant::now());
@@ -107,8 +120,9 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
 
 /// Waits for the client's side of the upgrade, then relays until the session ends.
 ///
-/// `_lease` counts the session on its instance for `least-sessions` until the session ends.
-async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: Peer, session: OpenSession, _lease: Lease) {
+/// `_lease` counts the session on its instance for `least-sessions`, and `_admission` against the
+/// session limits, until the session ends (also when the client never completes its upgrade).
+async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: Peer, session: OpenSession, _lease: Lease, _admission: Admission) {
     let client = match client_upgrade.await {
         Ok(upgraded) => Peer::new(upgraded),
         Err(error) => {

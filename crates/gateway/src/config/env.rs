@@ -7,6 +7,11 @@ use serde_yaml_ng::{Mapping, Value};
 pub(crate) const KEYS: &[&str] = &[
     "server.address",
     "server.port",
+    "server.maxHttpHeaderSize",
+    "server.handshakeTimeout",
+    "server.limits.maxSessions",
+    "server.limits.maxSessionsPerClient",
+    "server.limits.maxSessionsPerService",
     "server.ssl.enabled",
     "server.ssl.certificate",
     "server.ssl.certificateKey",

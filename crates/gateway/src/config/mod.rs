@@ -27,6 +27,14 @@ pub use wsgate_registry::ClientConfig as EurekaClientConfig;
 /// The default `server.port`.
 pub const DEFAULT_PORT: u16 = 10010;
 
+/// The smallest `server.maxHttpHeaderSize`: a request head carrying three 3,000-byte headers (as the
+/// Zowe gateway's tests send) and the usual ones around them must fit.
+pub const MIN_HTTP_HEADER_SIZE: usize = 16 << 10;
+
+/// The largest `server.maxHttpHeaderSize`: a head must fit hyper's read buffer (about 400 KiB), and
+/// no client needs more.
+pub const MAX_HTTP_HEADER_SIZE: usize = 256 << 10;
+
 /// How routing and upstream failures reach the client (MISSION §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorMode {
@@ -68,11 +76,30 @@ pub struct WebSocketConfig {
     pub max_frame_size: u64,
 }
 
+/// `server.limits.*`, validated: how many WebSocket sessions may be open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `maxSessions`: in all; `None` when not written, derived from the open-file limit at start.
+    pub max_sessions: Option<usize>,
+    /// `maxSessionsPerClient`: from one client IP address.
+    pub max_sessions_per_client: usize,
+    /// `maxSessionsPerService`: to one service; `None` is unlimited.
+    pub max_sessions_per_service: Option<usize>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `server.address` and `server.port`.
     pub listen: SocketAddr,
+    /// `server.maxHttpHeaderSize`: the largest request head (request line and headers) accepted, in
+    /// bytes; a larger one gets 431.
+    pub max_http_header_size: usize,
+    /// `server.handshakeTimeout`: how long a client has, from its connection's accept, to complete
+    /// the TLS handshake and send its whole request head.
+    pub handshake_timeout: Duration,
+    /// `server.limits.*`.
+    pub limits: LimitsConfig,
     /// `server.ssl.certificate` and `certificateKey` when `server.ssl.enabled`: the client-facing
     /// TLS identity; `None` serves plain ws and http.
     pub tls: Option<TlsFiles>,
@@ -204,12 +231,34 @@ impl Config {
                 .filter(|&n| n >= 125)
                 .ok_or_else(|| invalid("server.webSocket.maxFrameSize", format!("`{text}` is not a size of at least 125 bytes, such as 64KiB or 16MiB")))?,
         };
+        let max_http_header_size = match raw.server.max_http_header_size {
+            None => 32 << 10,
+            Some(raw::Scalar(text)) => units::parse_size(&text)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (MIN_HTTP_HEADER_SIZE..=MAX_HTTP_HEADER_SIZE).contains(n))
+                .ok_or_else(|| invalid("server.maxHttpHeaderSize", format!("`{text}` is not a size from 16KiB to 256KiB, such as 32KiB")))?,
+        };
+        let handshake_timeout = match raw.server.handshake_timeout.as_deref() {
+            None => Duration::from_secs(10),
+            Some(text) => units::parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid("server.handshakeTimeout", format!("`{text}` is not a duration above zero, such as 500ms, 10s or 1m")))?,
+        };
+        let raw_limits = raw.server.limits;
+        let limits = LimitsConfig {
+            max_sessions: session_count("server.limits.maxSessions", raw_limits.max_sessions)?,
+            max_sessions_per_client: session_count("server.limits.maxSessionsPerClient", raw_limits.max_sessions_per_client)?.unwrap_or(1000),
+            max_sessions_per_service: session_count("server.limits.maxSessionsPerService", raw_limits.max_sessions_per_service)?,
+        };
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
         let embedded = discovery::embedded(raw.discovery.embedded, base)?;
         let eureka = discovery::eureka_client(&raw.eureka)?;
         Ok(Config {
             listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
+            max_http_header_size,
+            handshake_timeout,
+            limits,
             tls,
             websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size },
             load_balancing,
@@ -245,6 +294,15 @@ fn load_balancing(raw: &raw::RawLoadBalancing) -> Result<BalancePolicy, ConfigEr
             .ok_or_else(|| invalid("server.loadBalancing.ejectFor", format!("`{text}` is not a duration such as 500ms, 30s or 5m")))?,
     };
     Ok(BalancePolicy { strategy, retries: raw.retries.unwrap_or(defaults.retries), eject_for })
+}
+
+/// A `server.limits.*` number of sessions: a whole number of at least 1, when written.
+fn session_count(key: &str, value: Option<raw::Scalar>) -> Result<Option<usize>, ConfigError> {
+    let Some(raw::Scalar(text)) = value else { return Ok(None) };
+    match text.trim().parse::<usize>() {
+        Ok(count) if count > 0 => Ok(Some(count)),
+        _ => Err(invalid(key, format!("`{text}` is not a number of sessions of at least 1"))),
+    }
 }
 
 fn invalid(key: &str, message: String) -> ConfigError {
@@ -310,6 +368,12 @@ mod tests {
 server:
   address: 127.0.0.1
   port: 0
+  maxHttpHeaderSize: 16KiB
+  handshakeTimeout: 1500ms
+  limits:
+    maxSessions: 5000
+    maxSessionsPerClient: 10
+    maxSessionsPerService: 200
   ssl:
     enabled: false
   webSocket:
@@ -344,6 +408,8 @@ services:
         assert_eq!(config.websocket.error_mode, ErrorMode::HttpStatus);
         assert_eq!(config.websocket.connect_timeout, Duration::from_millis(500));
         assert_eq!(config.websocket.max_frame_size, 65_536);
+        assert_eq!((config.max_http_header_size, config.handshake_timeout), (16_384, Duration::from_millis(1500)));
+        assert_eq!(config.limits, LimitsConfig { max_sessions: Some(5000), max_sessions_per_client: 10, max_sessions_per_service: Some(200) });
         assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::LeastSessions, retries: 4, eject_for: Duration::from_millis(1500) });
         assert_eq!(&*config.services[0].instances[0].instance_id, "127.0.0.1:10012");
         assert_eq!(config.services[0].metadata["apiml.service.version"], "1");
@@ -357,6 +423,8 @@ services:
         assert_eq!(config.websocket.error_mode, ErrorMode::CloseCode);
         assert_eq!(config.websocket.connect_timeout, Duration::from_secs(30));
         assert_eq!(config.websocket.max_frame_size, 16 << 20);
+        assert_eq!((config.max_http_header_size, config.handshake_timeout), (32 << 10, Duration::from_secs(10)));
+        assert_eq!(config.limits, LimitsConfig { max_sessions: None, max_sessions_per_client: 1000, max_sessions_per_service: None });
         assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::RoundRobin, retries: 2, eject_for: Duration::from_secs(30) });
     }
 
@@ -400,12 +468,35 @@ services:
             ("server: {webSocket: {maxFrameSize: huge}}", "server.webSocket.maxFrameSize"),
             ("server: {webSocket: {maxFrameSize: 100}}", "server.webSocket.maxFrameSize"),
             ("server: {address: localhost.example}", "server.address"),
+            ("server: {maxHttpHeaderSize: large}", "server.maxHttpHeaderSize"),
+            ("server: {maxHttpHeaderSize: 8KiB}", "server.maxHttpHeaderSize"),
+            ("server: {maxHttpHeaderSize: 1MiB}", "server.maxHttpHeaderSize"),
+            ("server: {maxHttpHeaderSize: 0}", "server.maxHttpHeaderSize"),
+            ("server: {handshakeTimeout: 0s}", "server.handshakeTimeout"),
+            ("server: {handshakeTimeout: -1s}", "server.handshakeTimeout"),
+            ("server: {handshakeTimeout: soon}", "server.handshakeTimeout"),
+            ("server: {limits: {maxSessions: 0}}", "server.limits.maxSessions"),
+            ("server: {limits: {maxSessions: -1}}", "server.limits.maxSessions"),
+            ("server: {limits: {maxSessions: many}}", "server.limits.maxSessions"),
+            ("server: {limits: {maxSessionsPerClient: 0}}", "server.limits.maxSessionsPerClient"),
+            ("server: {limits: {maxSessionsPerClient: 2.5}}", "server.limits.maxSessionsPerClient"),
+            ("server: {limits: {maxSessionsPerService: -3}}", "server.limits.maxSessionsPerService"),
             ("server: {ssl: {enabled: true, certificateKey: key.pem}}", "server.ssl.certificate"),
             ("server: {ssl: {enabled: true, certificate: cert.pem}}", "server.ssl.certificateKey"),
         ] {
             let error = parse(text, &[]).unwrap_err().to_string();
             assert!(error.starts_with(key), "{error}");
         }
+    }
+
+    #[test]
+    fn limits_from_the_environment() {
+        let vars = [("SERVER_LIMITS_MAXSESSIONSPERCLIENT", "7"), ("SERVER_MAXHTTPHEADERSIZE", "64KiB"), ("SERVER_HANDSHAKETIMEOUT", "3s")];
+        let config = parse("", &vars).unwrap();
+        assert_eq!(config.limits.max_sessions_per_client, 7);
+        assert_eq!((config.max_http_header_size, config.handshake_timeout), (65_536, Duration::from_secs(3)));
+        let error = parse("", &[("SERVER_LIMITS_MAXSESSIONS", "0")]).unwrap_err().to_string();
+        assert!(error.starts_with("server.limits.maxSessions"), "{error}");
     }
 
     #[test]

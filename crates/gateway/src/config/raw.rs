@@ -25,9 +25,21 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawServer {
     pub address: Option<String>,
     pub port: Option<u16>,
+    pub max_http_header_size: Option<Scalar>,
+    pub handshake_timeout: Option<String>,
+    pub limits: RawLimits,
     pub ssl: RawSsl,
     pub web_socket: RawWebSocket,
     pub load_balancing: RawLoadBalancing,
+}
+
+/// `server.limits.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawLimits {
+    pub max_sessions: Option<Scalar>,
+    pub max_sessions_per_client: Option<Scalar>,
+    pub max_sessions_per_service: Option<Scalar>,
 }
 
 /// `server.ssl.*`
