@@ -21,6 +21,8 @@ impl CloseCode {
     pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
     /// 1003: data the endpoint cannot accept (the Zowe gateway also uses it for routing failures).
     pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
+    /// 1008: a message or session that violates the endpoint's policy.
+    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
     /// 1009: a message too big to process.
     pub const TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: an unexpected condition on the server.

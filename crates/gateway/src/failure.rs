@@ -7,6 +7,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use wsgate_frame::{CloseCode, Violation};
 
+use crate::auth::AuthError;
 use crate::body::{self, Body};
 use crate::handshake::ServiceRefusal;
 use crate::relay::Direction;
@@ -28,7 +29,14 @@ pub enum Failure {
     /// The service could not be reached or refused.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The gateway refused the client itself: its credential, its origin, or its right to the
+    /// diagnostics.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
+
+/// The challenge of the gateway's own 401s.
+const CHALLENGE: &str = "Basic realm=\"wsgate\"";
 
 /// A close frame's content.
 pub type Close = (CloseCode, Cow<'static, str>);
@@ -59,6 +67,9 @@ impl Failure {
                 };
                 (code, format!("Error opening session to WebSocket service at {url}: {cause}").into())
             }
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => (CloseCode::UNSUPPORTED_DATA, "Invalid login credentials".into()),
+            Failure::Auth(AuthError::OriginNotAllowed { .. }) => (CloseCode::POLICY_VIOLATION, "Origin not allowed".into()),
+            Failure::Auth(AuthError::NotAdmin { .. } | AuthError::AddressNotAllowed { .. }) => (CloseCode::POLICY_VIOLATION, "Access denied".into()),
         }
     }
 
@@ -72,22 +83,27 @@ impl Failure {
                 ConnectCause::TimedOut => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             },
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => StatusCode::UNAUTHORIZED,
+            Failure::Auth(AuthError::OriginNotAllowed { .. } | AuthError::NotAdmin { .. } | AuthError::AddressNotAllowed { .. }) => StatusCode::FORBIDDEN,
         }
     }
 
-    /// The HTTP error response: the status, the close reason as text, and a 401's `WWW-Authenticate`.
+    /// The HTTP error response: the status, the close reason as text, and a 401's `WWW-Authenticate`
+    /// (the service's, or the gateway's own `Basic realm="wsgate"`).
     pub fn response(&self) -> Response<Body> {
         let (_, reason) = self.close();
         let mut response = Response::new(body::full(format!("{reason}\n")));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        if let Failure::Connect(ConnectError {
-            cause: ConnectCause::Refusal(ServiceRefusal::Status { www_authenticate: Some(challenge), .. }),
-            ..
-        }) = self
-        {
-            headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+        match self {
+            Failure::Connect(ConnectError { cause: ConnectCause::Refusal(ServiceRefusal::Status { www_authenticate: Some(challenge), .. }), .. }) => {
+                headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+            }
+            _ => {}
         }
         response
     }
@@ -153,6 +169,27 @@ mod tests {
         check(connect(ConnectCause::Refused), 1011, &format!("{AT}connection refused"), 502);
         check(connect(ConnectCause::TimedOut), 1011, &format!("{AT}timed out"), 504);
         check(connect(ConnectCause::Refusal(ServiceRefusal::UnexpectedSubprotocol)), 1011, &format!("{AT}unexpected subprotocol"), 502);
+    }
+
+    #[test]
+    fn one_row_per_gateway_refusal() {
+        check(AuthError::MissingCredentials.into(), 1003, "Invalid login credentials", 401);
+        check(AuthError::InvalidCredentials { username: "alice".into() }.into(), 1003, "Invalid login credentials", 401);
+        check(AuthError::OriginNotAllowed { origin: "https://evil.example".into() }.into(), 1008, "Origin not allowed", 403);
+        check(AuthError::NotAdmin { username: "alice".into() }.into(), 1008, "Access denied", 403);
+        check(AuthError::AddressNotAllowed { address: [192, 0, 2, 1].into() }.into(), 1008, "Access denied", 403);
+    }
+
+    #[test]
+    fn the_gateway_challenges_its_own_401s_only() {
+        for failure in [Failure::from(AuthError::MissingCredentials), AuthError::InvalidCredentials { username: "alice".into() }.into()] {
+            let response = failure.response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"wsgate\"");
+        }
+        let forbidden = Failure::from(AuthError::NotAdmin { username: "alice".into() }).response();
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        assert!(forbidden.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 
     #[test]

@@ -58,13 +58,16 @@ pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, of
     }
 }
 
-/// Resolves, picks and opens the service session. A connect failure is retried on another instance
+/// Checks the origin, resolves, checks the credential ([`crate::auth`]), picks and opens the
+/// service session. A connect failure is retried on another instance
 /// after a short back-off, up to `retries` times; the client gets the last failure. Each try has
 /// `connectTimeout` of its own.
 async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, client: SocketAddr) -> Result<(OpenedSession, SessionInfo, Lease), Failure> {
+    shared.guard.check_origin(request.headers())?;
     let routes = Arc::clone(&shared.routes.borrow());
     let path = request.uri().path();
     let resolved = routes.resolve(path, request.uri().query())?;
+    shared.guard.admit(request.headers(), &resolved.service.service).await?;
     let forwarded = shared.forwarded(client, request);
     let mut tried = Tried::default();
     let mut retries = 0;
