@@ -195,6 +195,23 @@ def test_bad_credentials_get_401_in_http_status_mode(gw_http, scripted, authoriz
     assert_never_contacted(scripted, mark, gw_http, f"/scripted/ws/v1/{token()}", additional_headers={"Authorization": basic("alice")})
 
 
+def test_two_authorization_headers_are_refused(gw, scripted):
+    # The service gets every header: it must not read a credential the gateway did not check.
+    mark = token()
+    conn = http.client.HTTPConnection(HOST, gw.port, timeout=20)
+    try:
+        conn.putrequest("GET", f"/scripted/api/v1/{mark}")
+        conn.putheader("Authorization", basic("alice"))
+        conn.putheader("Authorization", basic("mallory", "unchecked"))
+        conn.endheaders()
+        response = conn.getresponse()
+        assert (response.status, response.getheader("WWW-Authenticate")) == (401, CHALLENGE)
+        response.read()
+    finally:
+        conn.close()
+    assert scripted.find(mark) == []
+
+
 def test_http_routes_need_credentials_too(gw, scripted):
     for authorization in (None, basic("alice", "wrong"), basic("nobody", "x")):
         mark = token()

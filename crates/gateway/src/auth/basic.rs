@@ -25,9 +25,15 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// The Basic credential of `headers`, `None` when there is no `Authorization` header, when it
-    /// holds another scheme, or when it is not base64 of UTF-8 `user:password`.
+    /// holds another scheme, or when it is not base64 of UTF-8 `user:password`. Two or more
+    /// `Authorization` headers are none either: the service, which gets them all, might read
+    /// another one than the gateway checked.
     pub fn from_headers(headers: &HeaderMap) -> Option<Credentials> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return None;
+        };
+        let value = value.to_str().ok()?;
         let (scheme, encoded) = value.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
@@ -67,6 +73,12 @@ mod tests {
         assert_eq!(credentials("Basic !!!"), None);
         assert_eq!(credentials("Basic YWxpY2U="), None, "no colon");
         assert_eq!(credentials("Basic /w=="), None, "not UTF-8");
+        let mut twice = HeaderMap::new();
+        for user in ["alice:hunter2", "bob:secret"] {
+            let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user));
+            twice.append(header::AUTHORIZATION, HeaderValue::from_str(&value).unwrap());
+        }
+        assert_eq!(Credentials::from_headers(&twice), None, "two Authorization headers");
     }
 
     #[test]
