@@ -7,6 +7,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use wsgate_frame::{CloseCode, Violation};
 
+use crate::auth::AuthError;
 use crate::body::{self, Body};
 use crate::handshake::ServiceRefusal;
 use crate::limits::LimitExceeded;
@@ -32,7 +33,14 @@ pub enum Failure {
     /// A session limit is reached (`server.limits.*`); checked before any connection to a service.
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
+    /// The gateway refused the client itself: its credential, its origin, or its right to the
+    /// diagnostics.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
+
+/// The challenge of the gateway's own 401s.
+const CHALLENGE: &str = "Basic realm=\"wsgate\"";
 
 /// A close frame's content.
 pub type Close = (CloseCode, Cow<'static, str>);
@@ -73,6 +81,9 @@ impl Failure {
             Failure::Limit(LimitExceeded::Total { limit }) => {
                 (CloseCode::TRY_AGAIN_LATER, format!("Too many sessions on the gateway (server.limits.maxSessions: {limit})").into())
             }
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => (CloseCode::UNSUPPORTED_DATA, "Invalid login credentials".into()),
+            Failure::Auth(AuthError::OriginNotAllowed { .. }) => (CloseCode::POLICY_VIOLATION, "Origin not allowed".into()),
+            Failure::Auth(AuthError::NotAdmin { .. } | AuthError::AddressNotAllowed { .. }) => (CloseCode::POLICY_VIOLATION, "Access denied".into()),
         }
     }
 
@@ -88,22 +99,27 @@ impl Failure {
             },
             Failure::Limit(LimitExceeded::PerClient { .. }) => StatusCode::TOO_MANY_REQUESTS,
             Failure::Limit(LimitExceeded::PerService { .. } | LimitExceeded::Total { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => StatusCode::UNAUTHORIZED,
+            Failure::Auth(AuthError::OriginNotAllowed { .. } | AuthError::NotAdmin { .. } | AuthError::AddressNotAllowed { .. }) => StatusCode::FORBIDDEN,
         }
     }
 
-    /// The HTTP error response: the status, the close reason as text, and a 401's `WWW-Authenticate`.
+    /// The HTTP error response: the status, the close reason as text, and a 401's `WWW-Authenticate`
+    /// (the service's, or the gateway's own `Basic realm="wsgate"`).
     pub fn response(&self) -> Response<Body> {
         let (_, reason) = self.close();
         let mut response = Response::new(body::full(format!("{reason}\n")));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        if let Failure::Connect(ConnectError {
-            cause: ConnectCause::Refusal(ServiceRefusal::Status { www_authenticate: Some(challenge), .. }),
-            ..
-        }) = self
-        {
-            headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+        match self {
+            Failure::Connect(ConnectError { cause: ConnectCause::Refusal(ServiceRefusal::Status { www_authenticate: Some(challenge), .. }), .. }) => {
+                headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+            }
+            _ => {}
         }
         response
     }
@@ -178,6 +194,27 @@ mod tests {
         let per_service = LimitExceeded::PerService { service_id: "dc".into(), limit: 2 };
         check(per_service.into(), 1013, "Too many sessions to service dc (server.limits.maxSessionsPerService: 2)", 503);
         check(LimitExceeded::Total { limit: 500 }.into(), 1013, "Too many sessions on the gateway (server.limits.maxSessions: 500)", 503);
+    }
+
+    #[test]
+    fn one_row_per_gateway_refusal() {
+        check(AuthError::MissingCredentials.into(), 1003, "Invalid login credentials", 401);
+        check(AuthError::InvalidCredentials { username: "alice".into() }.into(), 1003, "Invalid login credentials", 401);
+        check(AuthError::OriginNotAllowed { origin: "https://evil.example".into() }.into(), 1008, "Origin not allowed", 403);
+        check(AuthError::NotAdmin { username: "alice".into() }.into(), 1008, "Access denied", 403);
+        check(AuthError::AddressNotAllowed { address: [192, 0, 2, 1].into() }.into(), 1008, "Access denied", 403);
+    }
+
+    #[test]
+    fn the_gateway_challenges_its_own_401s_only() {
+        for failure in [Failure::from(AuthError::MissingCredentials), AuthError::InvalidCredentials { username: "alice".into() }.into()] {
+            let response = failure.response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"wsgate\"");
+        }
+        let forbidden = Failure::from(AuthError::NotAdmin { username: "alice".into() }).response();
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        assert!(forbidden.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 
     #[test]

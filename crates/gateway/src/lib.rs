@@ -7,7 +7,8 @@
 //!
 //! 1. [`server`]: accepts connections on one worker per core, completes TLS with [`tls`] when it is
 //!    on, and serves HTTP/1.1 with hyper;
-//! 2. [`handshake`]: tells WebSocket upgrades from plain HTTP and checks them;
+//! 2. [`handshake`]: tells WebSocket upgrades from plain HTTP and checks them, and [`auth`] checks
+//!    the client's origin and credential before any service is contacted;
 //! 3. [`route`]: resolves `/{serviceId}/{gatewayUrl}/...` in the [`route::RouteTable`], which the
 //!    [`discovery::ServiceDirectory`] rebuilds whenever a source of services changes: the static
 //!    config, or the embedded Eureka registry (`wsgate-registry`), which [`server`] serves on its own
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod auth;
 pub mod balance;
 pub mod body;
 pub mod config;

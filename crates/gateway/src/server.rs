@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::admin;
+use crate::auth::Guard;
 use crate::balance::Picker;
 use crate::body::Body;
 use crate::config::{Config, WebSocketConfig};
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     tls: Option<Arc<ServerConfig>>,
     /// Where the routes come from, for `/application/routes`.
     pub(crate) directory: Arc<ServiceDirectory>,
+    /// Origin, credential and diagnostics checks.
+    pub(crate) guard: Guard,
 }
 
 impl Shared {
@@ -137,6 +140,7 @@ impl Gateway {
             limits: SessionLimits::new(&config.limits),
             proxy: HttpProxy::new(config.websocket.connect_timeout),
             buffers: BufferPool::default(),
+            guard: Guard::new(config.auth, config.websocket.allowed_origins.clone()),
             websocket: config.websocket,
             port,
             handshake_timeout: config.handshake_timeout,
@@ -264,7 +268,7 @@ where
 /// Sends a request to its pipeline.
 async fn dispatch(shared: Arc<Shared>, client: SocketAddr, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if request.uri().path().starts_with(admin::PREFIX) {
-        return Ok(admin::handle(request.method(), request.uri().path(), client, &shared.sessions, &shared.directory));
+        return Ok(admin::handle(&request, client, &shared.guard, &shared.sessions, &shared.directory).await);
     }
     let response = match Offer::inspect(&request, &shared.websocket.subprotocols) {
         Err(error) => handshake::reject(error),
@@ -274,10 +278,14 @@ async fn dispatch(shared: Arc<Shared>, client: SocketAddr, request: Request<Inco
     Ok(response)
 }
 
-/// The HTTP pipeline: resolve → pick → forward.
+/// The HTTP pipeline: resolve → check the credential → pick → forward.
 async fn forward_http(shared: &Shared, request: Request<Incoming>, client: SocketAddr) -> Result<Response<Body>, Failure> {
     let routes = Arc::clone(&shared.routes.borrow());
     let resolved = routes.resolve(request.uri().path(), request.uri().query())?;
+    if let Err(refusal) = shared.guard.admit(request.headers(), &resolved.service.service).await {
+        warn!(%client, path = request.uri().path(), error = %refusal, "request refused");
+        return Err(refusal.into());
+    }
     let forwarded = shared.forwarded(client, &request);
     shared.proxy.forward(request, &shared.picker, &resolved, &forwarded).await
 }

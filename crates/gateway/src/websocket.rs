@@ -69,15 +69,18 @@ struct Connected {
     admission: Admission,
 }
 
-/// Resolves, checks the session limits, picks and opens the service session. A connect failure is
-/// retried on another instance after a short back-off, up to `retries` times; the client gets the
-/// last failure. Each try has `connectTimeout` of its own.
+/// Checks the origin, resolves, checks the session limits and the credential ([`crate::auth`]),
+/// picks and opens the service session. A connect failure is retried on another instance after a
+/// short back-off, up to `retries` times; the client gets the last failure. Each try has
+/// `connectTimeout` of its own.
 async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, client: SocketAddr) -> Result<Connected, Failure> {
+    shared.guard.check_origin(request.headers())?;
     let routes = Arc::clone(&shared.routes.borrow());
     let path = request.uri().path();
     let resolved = routes.resolve(path, request.uri().query())?;
-    // Before any connection to a service: a refused client costs no upstream connect.
+    // Before any connection to a service, and before bcrypt: a refused client costs neither.
     let admission = shared.limits.admit(client.ip(), &resolved.service.service.id)?;
+    shared.guard.admit(request.headers(), &resolved.service.service).await?;
     let forwarded = shared.forwarded(client, request);
     let mut tried = Tried::default();
     let mut retries = 0;

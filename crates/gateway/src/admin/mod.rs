@@ -1,29 +1,41 @@
-//! Diagnostics under `/application/` (MISSION §6): health for everyone, the rest for loopback clients
-//! only until authentication lands: `websockets` (open sessions) and [`routes`] (the route table).
+//! Diagnostics under `/application/` (MISSION §6): health for everyone; the rest, `websockets`
+//! (open sessions) and [`routes`] (the route table), only for the clients
+//! [`crate::auth::AdminAccess`] admits (loopback by default).
 
 mod routes;
 
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
+use tracing::warn;
 
+use crate::auth::Guard;
 use crate::body::{self, Body};
+use crate::failure::Failure;
 use crate::discovery::ServiceDirectory;
 use crate::session::{Session, SessionTable};
 
 /// The path prefix the diagnostics own; no service can be routed under it.
 pub const PREFIX: &str = "/application/";
 
-/// Answers a request under [`PREFIX`].
-pub fn handle(method: &Method, path: &str, client: SocketAddr, sessions: &SessionTable, directory: &ServiceDirectory) -> Response<Body> {
+/// Answers a request under [`PREFIX`]; every endpoint but health first asks `guard` whether
+/// `client` may see it.
+pub async fn handle<B>(request: &Request<B>, client: SocketAddr, guard: &Guard, sessions: &SessionTable, directory: &ServiceDirectory) -> Response<Body> {
+    let (method, path) = (request.method(), request.uri().path());
     if method != Method::GET && method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported here\n");
     }
-    match path.strip_prefix(PREFIX) {
-        Some("health") => json_response(&json!({ "status": "UP" })),
-        Some("websockets" | "routes") if !client.ip().is_loopback() => text(StatusCode::FORBIDDEN, "diagnostics are only served to loopback clients\n"),
+    let endpoint = path.strip_prefix(PREFIX);
+    if endpoint == Some("health") {
+        return json_response(&json!({ "status": "UP" }));
+    }
+    if let Err(refusal) = guard.admit_admin(request.headers(), client.ip()).await {
+        warn!(%client, path, error = %refusal, "diagnostics refused");
+        return Failure::from(refusal).response();
+    }
+    match endpoint {
         Some("websockets") => json_response(&serde_json::Value::Array(sessions.snapshot().iter().map(|s| describe(s)).collect())),
         Some("routes") => json_response(&routes::describe(&directory.listing())),
         _ => text(StatusCode::NOT_FOUND, "unknown diagnostics endpoint\n"),
@@ -66,8 +78,17 @@ fn text(status: StatusCode, message: &'static str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::OriginPolicy;
+    use crate::config::AuthConfig;
     use crate::session::SessionInfo;
     use http_body_util::BodyExt;
+
+    /// `GET path` from `client`, with the default access rule (loopback, no credential).
+    async fn get(path: &str, client: &str, sessions: &SessionTable, directory: &ServiceDirectory) -> Response<Body> {
+        let request = Request::get(path).body(()).unwrap();
+        let guard = Guard::new(AuthConfig::default(), OriginPolicy::Any);
+        handle(&request, client.parse().unwrap(), &guard, sessions, directory).await
+    }
 
     async fn body_of(response: Response<Body>) -> serde_json::Value {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -89,17 +110,17 @@ mod tests {
             },
         );
         open.from_client.record(12, 1);
-        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let listed = body_of(handle(&Method::GET, "/application/websockets", local, &sessions, &ServiceDirectory::new())).await;
+        let local = "127.0.0.1:1";
+        let listed = body_of(get("/application/websockets", local, &sessions, &ServiceDirectory::new()).await).await;
         assert_eq!(listed[0]["sessionId"], open.id.to_string());
         assert_eq!(listed[0]["subprotocol"], "v12.stomp");
         assert_eq!(listed[0]["bytesFromClient"], 12);
         assert_eq!(listed[0]["messagesToClient"], 0);
-        let remote: SocketAddr = "192.0.2.1:1".parse().unwrap();
-        assert_eq!(handle(&Method::GET, "/application/websockets", remote, &sessions, &ServiceDirectory::new()).status(), StatusCode::FORBIDDEN);
-        assert_eq!(handle(&Method::GET, "/application/health", remote, &sessions, &ServiceDirectory::new()).status(), StatusCode::OK);
+        let remote = "192.0.2.1:1";
+        assert_eq!(get("/application/websockets", remote, &sessions, &ServiceDirectory::new()).await.status(), StatusCode::FORBIDDEN);
+        assert_eq!(get("/application/health", remote, &sessions, &ServiceDirectory::new()).await.status(), StatusCode::OK);
         drop(open);
-        assert_eq!(body_of(handle(&Method::GET, "/application/websockets", local, &sessions, &ServiceDirectory::new())).await, json!([]));
+        assert_eq!(body_of(get("/application/websockets", local, &sessions, &ServiceDirectory::new()).await).await, json!([]));
     }
 
     #[tokio::test]
@@ -111,9 +132,9 @@ mod tests {
         let service = Service { id: ServiceId::new("DC"), instances: vec![instance("a", 1, false)], metadata: metadata.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect() };
         let unroutable = vec![Unroutable { service: ServiceId::new("dc"), instance: instance("b", 2, true), reason: "TLS" }];
         directory.update_discovered(Source::Embedded, Discovered { services: vec![service], unroutable });
-        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let local = "127.0.0.1:1";
         let sessions = SessionTable::new(1);
-        let listed = body_of(handle(&Method::GET, "/application/routes", local, &sessions, &directory)).await;
+        let listed = body_of(get("/application/routes", local, &sessions, &directory).await).await;
         assert_eq!(
             listed,
             json!({"services": [{
@@ -128,7 +149,7 @@ mod tests {
                 ],
             }]})
         );
-        let remote: SocketAddr = "192.0.2.1:1".parse().unwrap();
-        assert_eq!(handle(&Method::GET, "/application/routes", remote, &sessions, &directory).status(), StatusCode::FORBIDDEN);
+        let remote = "192.0.2.1:1";
+        assert_eq!(get("/application/routes", remote, &sessions, &directory).await.status(), StatusCode::FORBIDDEN);
     }
 }

@@ -4,6 +4,7 @@
 //! with Spring's relaxed binding ([`env`]). [`Config::load`] then validates everything into typed
 //! values. Nothing reads the environment after loading.
 
+mod auth;
 mod discovery;
 mod env;
 mod raw;
@@ -16,11 +17,13 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::auth::OriginPolicy;
 use crate::balance::{BalancePolicy, UnknownStrategy};
 use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
 use crate::tls::TlsFiles;
 use raw::RawConfig;
 
+pub use auth::{AuthConfig, DEFAULT_CACHE_TTL};
 pub use discovery::{EmbeddedRegistry, DEFAULT_REGISTRY_PORT};
 pub use wsgate_registry::ClientConfig as EurekaClientConfig;
 
@@ -74,6 +77,8 @@ pub struct WebSocketConfig {
     pub connect_timeout: Duration,
     /// `maxFrameSize`: the largest frame payload relayed, in bytes.
     pub max_frame_size: u64,
+    /// `allowedOrigins`: the browser origins that may open sessions.
+    pub allowed_origins: OriginPolicy,
 }
 
 /// `server.limits.*`, validated: how many WebSocket sessions may be open at once.
@@ -109,6 +114,8 @@ pub struct Config {
     pub services: Vec<Service>,
     /// `server.loadBalancing.*`.
     pub load_balancing: BalancePolicy,
+    /// `server.auth.*`.
+    pub auth: AuthConfig,
     /// `discovery.embedded.*`: the embedded Eureka registry, `None` when disabled.
     pub embedded: Option<EmbeddedRegistry>,
     /// `eureka.client.*`: the external Eureka cluster the gateway follows, `None` when
@@ -250,7 +257,12 @@ impl Config {
             max_sessions_per_client: session_count("server.limits.maxSessionsPerClient", raw_limits.max_sessions_per_client)?.unwrap_or(1000),
             max_sessions_per_service: session_count("server.limits.maxSessionsPerService", raw_limits.max_sessions_per_service)?,
         };
+        let allowed_origins = match ws.allowed_origins {
+            None => OriginPolicy::Any,
+            Some(list) => OriginPolicy::parse(&list).map_err(|error| invalid("server.webSocket.allowedOrigins", error.to_string()))?,
+        };
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
+        let auth = auth::auth(raw.server.auth, base)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
         let embedded = discovery::embedded(raw.discovery.embedded, base)?;
         let eureka = discovery::eureka_client(&raw.eureka)?;
@@ -260,8 +272,9 @@ impl Config {
             handshake_timeout,
             limits,
             tls,
-            websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size },
+            websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size, allowed_origins },
             load_balancing,
+            auth,
             services,
             embedded,
             eureka,
@@ -426,6 +439,17 @@ services:
         assert_eq!((config.max_http_header_size, config.handshake_timeout), (32 << 10, Duration::from_secs(10)));
         assert_eq!(config.limits, LimitsConfig { max_sessions: None, max_sessions_per_client: 1000, max_sessions_per_service: None });
         assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::RoundRobin, retries: 2, eject_for: Duration::from_secs(30) });
+    }
+
+    #[test]
+    fn allowed_origins_as_a_list_or_comma_separated() {
+        assert_eq!(parse("", &[]).unwrap().websocket.allowed_origins, OriginPolicy::Any);
+        let listed = parse("server: {webSocket: {allowedOrigins: [HTTPS://App.example, 'http://localhost:8080']}}", &[]).unwrap();
+        assert_eq!(listed.websocket.allowed_origins, OriginPolicy::Only(vec!["https://app.example".into(), "http://localhost:8080".into()]));
+        let from_env = parse("", &[("SERVER_WEBSOCKET_ALLOWEDORIGINS", "https://a.example, https://b.example:8443")]).unwrap();
+        assert_eq!(from_env.websocket.allowed_origins, OriginPolicy::Only(vec!["https://a.example".into(), "https://b.example:8443".into()]));
+        let error = parse("server: {webSocket: {allowedOrigins: 'https://a.example/app'}}", &[]).unwrap_err().to_string();
+        assert!(error.starts_with("server.webSocket.allowedOrigins: `https://a.example/app`"), "{error}");
     }
 
     #[test]

@@ -31,6 +31,19 @@ pub(crate) struct RawServer {
     pub ssl: RawSsl,
     pub web_socket: RawWebSocket,
     pub load_balancing: RawLoadBalancing,
+    pub auth: RawAuth,
+}
+
+/// `server.auth.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawAuth {
+    pub htpasswd: Option<String>,
+    #[serde(deserialize_with = "comma_list")]
+    pub admin_users: Option<Vec<String>>,
+    #[serde(deserialize_with = "comma_list")]
+    pub admin_allow: Option<Vec<String>>,
+    pub cache_ttl: Option<String>,
 }
 
 /// `server.limits.*`
@@ -65,6 +78,8 @@ pub(crate) struct RawWebSocket {
     pub connect_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_frame_size: Option<Scalar>,
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// `server.loadBalancing.*`

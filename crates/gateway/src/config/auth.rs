@@ -1,0 +1,147 @@
+//! `server.auth.*`: the htpasswd file, the admin users and networks, and the credential cache,
+//! validated.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wsgate_registry::AllowList;
+
+use super::raw::RawAuth;
+use super::{invalid, units, ConfigError};
+use crate::auth::Htpasswd;
+
+/// The default `server.auth.cacheTtl`.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// `server.auth.*`, validated.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `htpasswd`, loaded: when set, routes need a valid Basic credential.
+    pub htpasswd: Option<Htpasswd>,
+    /// `adminUsers`: the users of the htpasswd file who may read the protected diagnostics;
+    /// `None` when not set.
+    pub admin_users: Option<Vec<String>>,
+    /// `adminAllow`: the networks the protected diagnostics answer. Defaults to loopback without
+    /// `adminUsers`, to anywhere with them.
+    pub admin_allow: AllowList,
+    /// `cacheTtl`: how long a verified credential is remembered (zero: never).
+    pub cache_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { htpasswd: None, admin_users: None, admin_allow: AllowList::loopback(), cache_ttl: DEFAULT_CACHE_TTL }
+    }
+}
+
+/// Validates `server.auth.*` and reads the htpasswd file; `base` is the config file's folder,
+/// which a relative file name is resolved against.
+pub(super) fn auth(raw: RawAuth, base: &Path) -> Result<AuthConfig, ConfigError> {
+    const HTPASSWD: &str = "server.auth.htpasswd";
+    const ADMIN_USERS: &str = "server.auth.adminUsers";
+    let htpasswd = match raw.htpasswd.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => Some(Htpasswd::load(&base.join(name)).map_err(|error| invalid(HTPASSWD, error.to_string()))?),
+    };
+    let admin_users = match (raw.admin_users, &htpasswd) {
+        (None, _) => None,
+        (Some(_), None) => return Err(invalid(ADMIN_USERS, format!("needs {HTPASSWD}, the file their passwords are in, which is not set"))),
+        (Some(users), Some(_)) if users.is_empty() => return Err(invalid(ADMIN_USERS, "lists no user".into())),
+        (Some(users), Some(file)) => match users.iter().find(|user| !file.contains(user)) {
+            Some(unknown) => return Err(invalid(ADMIN_USERS, format!("user `{unknown}` is not in the {HTPASSWD} file"))),
+            None => Some(users),
+        },
+    };
+    let admin_allow = match raw.admin_allow {
+        Some(entries) => AllowList::parse(&entries).map_err(|error| invalid("server.auth.adminAllow", error.to_string()))?,
+        None if admin_users.is_some() => AllowList::parse(&["0.0.0.0/0", "::/0"]).map_err(|error| invalid("server.auth.adminAllow", error.to_string()))?,
+        None => AllowList::loopback(),
+    };
+    let cache_ttl = match raw.cache_ttl.as_deref() {
+        None => DEFAULT_CACHE_TTL,
+        Some(text) => units::parse_duration(text).ok_or_else(|| invalid("server.auth.cacheTtl", format!("`{text}` is not a duration such as 0s, 30s or 5m")))?,
+    };
+    Ok(AuthConfig { htpasswd, admin_users, admin_allow, cache_ttl })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use crate::config::{Config, ConfigError};
+
+    /// A folder of its own under the system's temporary folder, removed on drop.
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new(name: &str) -> Folder {
+            let path = std::env::temp_dir().join(format!("wsgate-auth-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&path).unwrap();
+            Folder(path)
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn parse(folder: &Folder, text: &str) -> Result<Config, ConfigError> {
+        let users = format!("root:{}\nalice:{}\n", bcrypt::hash("toor", 4).unwrap(), bcrypt::hash("hunter2", 4).unwrap());
+        std::fs::write(folder.0.join("users"), users).unwrap();
+        Config::parse(text, &folder.0.join("wsgate.yml"), [])
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_check_nothing_and_keep_diagnostics_on_loopback() {
+        let folder = Folder::new("defaults");
+        let auth = parse(&folder, "").unwrap().auth;
+        assert!(auth.htpasswd.is_none() && auth.admin_users.is_none());
+        assert!(auth.admin_allow.allows(ip("127.0.0.1")) && auth.admin_allow.allows(ip("::1")));
+        assert!(!auth.admin_allow.allows(ip("192.0.2.1")));
+        assert_eq!(auth.cache_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn htpasswd_is_relative_to_the_config_file_and_admins_come_from_it() {
+        let folder = Folder::new("admins");
+        let auth = parse(&folder, "server: {auth: {htpasswd: users, adminUsers: root, cacheTtl: 0s}}").unwrap().auth;
+        let users = auth.htpasswd.unwrap();
+        assert!(users.verify("alice", "hunter2"));
+        assert_eq!(auth.admin_users, Some(vec!["root".to_owned()]));
+        assert!(auth.admin_allow.allows(ip("192.0.2.1")), "with admin users, any address by default");
+        assert_eq!(auth.cache_ttl, Duration::ZERO);
+        let narrowed = parse(&folder, "server: {auth: {htpasswd: users, adminUsers: [root, alice], adminAllow: 10.0.0.0/8}}").unwrap().auth;
+        assert!(!narrowed.admin_allow.allows(ip("127.0.0.1")) && narrowed.admin_allow.allows(ip("10.1.2.3")));
+        let vars = [("SERVER_AUTH_ADMINALLOW".to_owned(), "127.0.0.1/32".to_owned())];
+        let from_env = Config::parse("", &folder.0.join("wsgate.yml"), vars).unwrap().auth;
+        assert!(from_env.admin_allow.allows(ip("127.0.0.1")) && !from_env.admin_allow.allows(ip("127.0.0.2")));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let folder = Folder::new("errors");
+        for (text, key, detail) in [
+            ("server: {auth: {adminUsers: root}}", "server.auth.adminUsers", "needs server.auth.htpasswd"),
+            ("server: {auth: {htpasswd: users, adminUsers: bob}}", "server.auth.adminUsers", "`bob`"),
+            ("server: {auth: {htpasswd: users, adminUsers: []}}", "server.auth.adminUsers", "no user"),
+            ("server: {auth: {htpasswd: missing}}", "server.auth.htpasswd", "missing"),
+            ("server: {auth: {adminAllow: [localhost]}}", "server.auth.adminAllow", "localhost"),
+            ("server: {auth: {cacheTtl: soon}}", "server.auth.cacheTtl", "soon"),
+        ] {
+            let error = parse(&folder, text).unwrap_err().to_string();
+            assert!(error.starts_with(key) && error.contains(detail), "{text}: {error}");
+        }
+        std::fs::write(folder.0.join("md5"), "alice:$apr1$Qn7bmQ7w$Vx9kk9hiqPaH7lwfBs/9f.\n").unwrap();
+        let error = Config::parse("server: {auth: {htpasswd: md5}}", &folder.0.join("wsgate.yml"), []).unwrap_err().to_string();
+        let file = folder.0.join("md5");
+        assert!(error.starts_with(&format!("server.auth.htpasswd: {} line 1: ", file.display())), "{error}");
+    }
+}
