@@ -13,7 +13,8 @@
 //!    config, or the embedded Eureka registry (`wsgate-registry`), which [`server`] serves on its own
 //!    port and [`discovery::embedded`] follows;
 //! 4. [`balance`]: picks an instance, and another one when connecting fails;
-//! 5. [`upstream`]: opens the session to the service before the client gets its answer;
+//! 5. [`upstream`]: opens the session to the service before the client gets its answer, over TLS
+//!    ([`tls::client`]) when the instance is secure;
 //! 6. [`relay`]: forwards frames both ways with fixed buffers, or [`proxy`] forwards plain HTTP;
 //! 7. [`session`]: accounts for open sessions, which [`admin`] lists.
 //!

@@ -131,7 +131,14 @@ where
             };
             let scan = self.scanner.scan(self.buffer.filled(read));
             if scan.forward > 0 {
-                if let Err(error) = self.writer.write_all(&self.buffer.filled(read)[..scan.forward]).await {
+                let written = match self.writer.write_all(&self.buffer.filled(read)[..scan.forward]).await {
+                    // A TLS output keeps the end of a write in rustls's buffer when its socket was
+                    // full, and sends it only on the next write or a flush: flushed here, before the
+                    // pump waits for its input again. For plain TCP the flush returns at once.
+                    Ok(()) => self.writer.flush().await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = written {
                     debug!(direction, %error, "writing failed");
                     // The peer this pump writes to is gone: the other pump tells its own peer.
                     let _ = outbox.send(failure::vanished(self.direction.reverse()));
