@@ -239,6 +239,10 @@ def all_services(s: Services) -> list[dict]:
         secure_service("mtls", s.mtls.port),
         secure_service("rest", s.rest.port),
         secure_service("restwrongca", s.rest_wrong_ca.port),
+        {**secure_service("mixed", s.wrong_ca.port), "instances": [
+            {"host": HOST, "port": s.wrong_ca.port, "secure": True},
+            {"host": HOST, "port": s.good.port, "secure": True},
+        ]},
     ]
 
 
@@ -424,6 +428,20 @@ def test_mutual_tls_works_with_the_client_certificate_and_fails_without(gw_mtls,
     assert run(session()) == "gateway-client", "the service saw the gateway's client certificate"
     code, reason = closed_with(wss_url(gw, "/mtls/ws/v1"), ssl=client_context)
     assert (code, reason) == (1011, expected_reason(refusal(services.mtls.port) + "received fatal alert: CertificateRequired"))
+
+
+def test_a_tls_failure_is_retried_on_another_instance(gw_http, services):
+    async def session(text):
+        async with connect(f"{gw_http.ws}/mixed/ws/v1") as ws:
+            await ws.send(text)
+            return await recv(ws)
+
+    # Round robin sends one of two sessions to the untrusted instance first; both end on the good one.
+    assert [run(session(f"try {n}")) for n in range(2)] == ["try 0", "try 1"]
+    url = f"wss://{HOST}:{services.wrong_ca.port}/ws"
+    retried = f"cannot open session to {url}: TLS: invalid peer certificate: UnknownIssuer"
+    line = next(line for line in gateway_log(gw_http, retried).splitlines() if retried in line)
+    assert "trying another instance" in line, line
 
 
 def test_verify_services_false_reaches_an_untrusted_service_and_warns(gw_unverified, services):
