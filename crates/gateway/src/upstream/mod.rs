@@ -251,6 +251,65 @@ mod tests {
         error.cause
     }
 
+    /// A wss service on 127.0.0.1 whose self-signed certificate is made out to `name`: it answers one
+    /// upgrade with a 101 and, in the same record, its first frame. Returns its port, and the TLS
+    /// set-up of a gateway that trusts that certificate.
+    async fn wss_service(name: &str) -> (u16, ServiceTls) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let certified = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        let trust_store = std::env::temp_dir().join(format!("wsgate-upstream-{}-{port}.pem", std::process::id()));
+        std::fs::write(&trust_store, certified.cert.pem()).unwrap();
+        let tls = ServiceTls::new(&ServiceTlsSettings { trust_store: Some(trust_store.clone()), ..ServiceTlsSettings::default() }).unwrap();
+        let _ = std::fs::remove_file(trust_store);
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key.into())
+            .unwrap();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            // The gateway may refuse the certificate.
+            let Ok(mut service) = tokio_rustls::TlsAcceptor::from(Arc::new(config)).accept(socket).await else { return };
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if tokio::io::AsyncReadExt::read(&mut service, &mut byte).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                head.push(byte[0]);
+            }
+            let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi";
+            tokio::io::AsyncWriteExt::write_all(&mut service, answer).await.unwrap();
+            tokio::io::AsyncWriteExt::flush(&mut service).await.unwrap();
+            // Held open until the gateway's side ends.
+            let _ = tokio::io::AsyncReadExt::read(&mut service, &mut [0u8; 16]).await;
+        });
+        (port, tls)
+    }
+
+    #[tokio::test]
+    async fn a_wss_instance_is_checked_by_its_host_and_its_first_frames_are_kept() {
+        let (port, tls) = wss_service("127.0.0.1").await;
+        let mut secure = instance("127.0.0.1", port);
+        secure.secure = true;
+        let request = Request::get("/ws").header("host", "x").body(()).unwrap();
+        let opened = open_websocket(&secure, "wss://x/ws".into(), request.clone(), &offer(), &tls, Duration::from_secs(10)).await.unwrap();
+        match &opened.io {
+            Peer::Tls { early: Some(early), .. } => assert_eq!(&early[..], b"\x81\x02hi"),
+            other => panic!("expected a TLS peer holding the frame sent with the 101: {other:?}"),
+        }
+        // A certificate for 127.0.0.1 does not do for the host name `localhost`.
+        let (port, tls) = wss_service("127.0.0.1").await;
+        let mut by_name = instance("localhost", port);
+        by_name.secure = true;
+        let error = open_websocket(&by_name, "wss://x/ws".into(), request, &offer(), &tls, Duration::from_secs(10)).await.unwrap_err();
+        assert!(matches!(error.cause, ConnectCause::Tls(TlsFailure::Rejected(rustls::Error::InvalidCertificate(_)))), "{error}");
+        assert!(error.to_string().contains("TLS: invalid peer certificate: certificate not valid for name \"localhost\""), "{error}");
+    }
+
     #[tokio::test]
     async fn a_secure_instance_that_does_not_speak_tls_is_a_tls_failure() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
