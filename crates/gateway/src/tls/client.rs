@@ -113,7 +113,11 @@ impl ServiceTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions().map_err(ServiceTlsError::Provider)?;
         let builder = match (settings.verification, &settings.trust_store) {
-            (Verification::On, Some(path)) => builder.with_root_certificates(trust_anchors(path)?),
+            (Verification::On, Some(path)) => {
+                let roots = trust_anchors(path)?;
+                info!(trust_store = %path.display(), certificates = roots.len(), "TLS towards services trusts the CA certificates of server.ssl.trustStore");
+                builder.with_root_certificates(roots)
+            }
             (Verification::On, None) => builder.with_root_certificates(system_roots()),
             (Verification::Off, trust_store) => {
                 warn!(
