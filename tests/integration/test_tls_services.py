@@ -203,6 +203,7 @@ class Services:
     mtls: TlsWsService
     rest: TlsRestService
     rest_wrong_ca: TlsRestService
+    rest_mtls: TlsRestService
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +216,7 @@ def services(pki):
         mtls=TlsWsService(server_context(pki, "good", client_ca="ca")).start(),
         rest=TlsRestService(server_context(pki, "good")),
         rest_wrong_ca=TlsRestService(server_context(pki, "wrong-ca")),
+        rest_mtls=TlsRestService(server_context(pki, "good", client_ca="ca")),
     )
     yield started
     for service in vars(started).values():
@@ -239,6 +241,7 @@ def all_services(s: Services) -> list[dict]:
         secure_service("mtls", s.mtls.port),
         secure_service("rest", s.rest.port),
         secure_service("restwrongca", s.rest_wrong_ca.port),
+        secure_service("restmtls", s.rest_mtls.port),
         {**secure_service("mixed", s.wrong_ca.port), "instances": [
             {"host": HOST, "port": s.wrong_ca.port, "secure": True},
             {"host": HOST, "port": s.good.port, "secure": True},
@@ -428,6 +431,14 @@ def test_mutual_tls_works_with_the_client_certificate_and_fails_without(gw_mtls,
     assert run(session()) == "gateway-client", "the service saw the gateway's client certificate"
     code, reason = closed_with(wss_url(gw, "/mtls/ws/v1"), ssl=client_context)
     assert (code, reason) == (1011, expected_reason(refusal(services.mtls.port) + "received fatal alert: CertificateRequired"))
+
+
+def test_mutual_tls_for_rest_requests(gw_mtls, gw, client_context, services):
+    status, body = http_get(gw_mtls, "/restmtls/api/v1/mine")
+    assert status == 200 and json.loads(body)["path"] == "/api/mine", body
+    status, body = https_get(gw, client_context, "/restmtls/api/v1/mine")
+    url = f"https://{HOST}:{services.rest_mtls.port}/api/mine"
+    assert (status, body.decode().strip()) == (502, f"Error opening session to WebSocket service at {url}: TLS: received fatal alert: CertificateRequired")
 
 
 def test_a_tls_failure_is_retried_on_another_instance(gw_http, services):
