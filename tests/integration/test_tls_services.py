@@ -32,9 +32,11 @@ from support import (
     registration,
     registry_gateway_config,
     route_instances,
+    route_metadata,
     run,
     recv,
     serve_until_exit,
+    service,
     start_gateway,
     wait_until,
 )
@@ -223,12 +225,12 @@ def services(pki):
         service.stop()
 
 
-def secure_service(service_id: str, port: int, host: str = HOST) -> dict:
-    metadata = {}
-    for name, (gateway_url, service_url) in ROUTES.items():
-        metadata[f"apiml.routes.{name}.gatewayUrl"] = gateway_url
-        metadata[f"apiml.routes.{name}.serviceUrl"] = service_url
-    return {"serviceId": service_id, "instances": [{"host": host, "port": port, "secure": True}], "metadata": metadata}
+def secure_service(service_id: str, *ports: int, host: str = HOST) -> dict:
+    """A static service whose instances on `host` (one per port) speak TLS."""
+    described = service(service_id, [(host, port) for port in ports], ROUTES)
+    for instance in described["instances"]:
+        instance["secure"] = True
+    return described
 
 
 def all_services(s: Services) -> list[dict]:
@@ -242,10 +244,7 @@ def all_services(s: Services) -> list[dict]:
         secure_service("rest", s.rest.port),
         secure_service("restwrongca", s.rest_wrong_ca.port),
         secure_service("restmtls", s.rest_mtls.port),
-        {**secure_service("mixed", s.wrong_ca.port), "instances": [
-            {"host": HOST, "port": s.wrong_ca.port, "secure": True},
-            {"host": HOST, "port": s.good.port, "secure": True},
-        ]},
+        secure_service("mixed", s.wrong_ca.port, s.good.port),
     ]
 
 
@@ -479,11 +478,7 @@ def test_a_registered_instance_with_its_secure_port_enabled_is_reached_over_wss(
     config = with_ssl(registry_gateway_config(), trustStore=pki.pem("ca"))
     gateway = start_gateway(log_dir, "tls-services-registry", config)
     try:
-        document = json.loads(registration("securesvc", "securesvc-1", 1, {
-            f"apiml.routes.{name}.{key}": value
-            for name, (gateway_url, service_url) in ROUTES.items()
-            for key, value in (("gatewayUrl", gateway_url), ("serviceUrl", service_url))
-        }))
+        document = json.loads(registration("securesvc", "securesvc-1", 1, route_metadata(ROUTES)))
         document["instance"]["port"] = {"$": 1, "@enabled": "false"}
         document["instance"]["securePort"] = {"$": services.good.port, "@enabled": "true"}
         assert register(gateway, "securesvc", json.dumps(document).encode())[0] == 204
