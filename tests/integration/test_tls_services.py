@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -117,6 +118,7 @@ def pki(tmp_path_factory) -> Pki:
     pki.issue("expired", "ca", local, dates=("-startdate", "20240101000000Z", "-enddate", "20240102000000Z"))
     pki.issue("wrong-host", "ca", "DNS:other.example")
     pki.issue("gateway-client", "ca", "DNS:wsgate-gateway", usage="clientAuth")
+    pki.issue("ipv6", "ca", "IP:::1")
     return pki
 
 
@@ -138,6 +140,7 @@ class TlsWsService:
     names clients sent; the message `whoami` is answered with the client certificate's CN, or `none`."""
 
     context: ssl.SSLContext
+    host: str = HOST
     paths: list[str] = field(default_factory=list)
     sni: list[str | None] = field(default_factory=list)
 
@@ -145,7 +148,8 @@ class TlsWsService:
         from websockets.sync.server import serve
 
         self.context.sni_callback = lambda _socket, name, _context: self.sni.append(name)
-        self.server = serve(self._handler, HOST, 0, ssl=self.context, max_size=None)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self.server = serve(self._handler, self.host, 0, ssl=self.context, max_size=None, family=family)
         self.port = self.server.socket.getsockname()[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name=f"tls-ws-{self.port}", daemon=True)
         self.thread.start()
@@ -168,7 +172,7 @@ class TlsWsService:
 class TlsRestService:
     """An https REST service: every GET is answered with JSON naming its path."""
 
-    def __init__(self, context: ssl.SSLContext):
+    def __init__(self, context: ssl.SSLContext, host: str = HOST):
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -183,7 +187,10 @@ class TlsRestService:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        server_class = http.server.ThreadingHTTPServer
+        if ":" in host:
+            server_class = type("ThreadingHTTPServerV6", (server_class,), {"address_family": socket.AF_INET6})
+        self.server = server_class((host, 0), Handler)
         self.server.daemon_threads = True
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
@@ -206,6 +213,8 @@ class Services:
     rest: TlsRestService
     rest_wrong_ca: TlsRestService
     rest_mtls: TlsRestService
+    ipv6: TlsWsService
+    rest_ipv6: TlsRestService
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +228,8 @@ def services(pki):
         rest=TlsRestService(server_context(pki, "good")),
         rest_wrong_ca=TlsRestService(server_context(pki, "wrong-ca")),
         rest_mtls=TlsRestService(server_context(pki, "good", client_ca="ca")),
+        ipv6=TlsWsService(server_context(pki, "ipv6"), host="::1").start(),
+        rest_ipv6=TlsRestService(server_context(pki, "ipv6"), host="::1"),
     )
     yield started
     for service in vars(started).values():
@@ -245,6 +256,8 @@ def all_services(s: Services) -> list[dict]:
         secure_service("restwrongca", s.rest_wrong_ca.port),
         secure_service("restmtls", s.rest_mtls.port),
         secure_service("mixed", s.wrong_ca.port, s.good.port),
+        secure_service("ipv6", s.ipv6.port, host="::1"),
+        secure_service("restipv6", s.rest_ipv6.port, host="::1"),
     ]
 
 
@@ -379,6 +392,18 @@ def test_a_host_name_is_sent_as_sni_and_checked_against_the_dns_names(gw, client
 
     assert run(session()) == "by name"
     assert "localhost" in services.good.sni, services.good.sni
+
+
+def test_an_ipv6_instance_is_checked_against_the_certificate_s_ip_addresses(gw, client_context, services):
+    async def session():
+        async with connect(wss_url(gw, "/ipv6/ws/v1"), ssl=client_context) as ws:
+            await ws.send("over ::1")
+            return await recv(ws)
+
+    assert run(session()) == "over ::1"
+    assert services.ipv6.paths == ["/ws"] and all(name is None for name in services.ipv6.sni), services.ipv6.sni
+    status, body = https_get(gw, client_context, "/restipv6/api/v1/v6")
+    assert status == 200 and json.loads(body)["path"] == "/api/v6", body
 
 
 def test_https_request_to_a_tls_rest_service(gw, client_context):
