@@ -91,7 +91,7 @@ pub enum ServiceTlsError {
         source: rustls::Error,
     },
     /// The crypto provider supports none of the protocol versions asked for.
-    #[error("TLS towards services: {0}")]
+    #[error("no usable TLS protocol version: {0}")]
     Provider(rustls::Error),
 }
 
