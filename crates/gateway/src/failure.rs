@@ -154,6 +154,7 @@ pub fn vanished(direction: Direction) -> Close {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::TlsFailure;
 
     fn connect(cause: ConnectCause) -> Failure {
         Failure::Connect(ConnectError { url: "ws://127.0.0.1:1/ws/x?q=1".into(), cause })
@@ -185,6 +186,11 @@ mod tests {
         check(connect(ConnectCause::Refused), 1011, &format!("{AT}connection refused"), 502);
         check(connect(ConnectCause::TimedOut), 1011, &format!("{AT}timed out"), 504);
         check(connect(ConnectCause::Refusal(ServiceRefusal::UnexpectedSubprotocol)), 1011, &format!("{AT}unexpected subprotocol"), 502);
+        let rejected = |error| connect(ConnectCause::Tls(TlsFailure::Rejected(error)));
+        check(rejected(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)), 1011, &format!("{AT}TLS: invalid peer certificate: UnknownIssuer"), 502);
+        check(rejected(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)), 1011, &format!("{AT}TLS: received fatal alert: CertificateRequired"), 502);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        check(connect(ConnectCause::Tls(TlsFailure::Handshake(reset))), 1011, &format!("{AT}TLS: handshake failed: connection reset"), 502);
     }
 
     #[test]

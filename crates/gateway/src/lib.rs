@@ -15,7 +15,8 @@
 //!    port and [`discovery::embedded`] follows; a WebSocket session is then counted by [`limits`]
 //!    (`server.limits.*`), before any service is contacted;
 //! 4. [`balance`]: picks an instance, and another one when connecting fails;
-//! 5. [`upstream`]: opens the session to the service before the client gets its answer;
+//! 5. [`upstream`]: opens the session to the service before the client gets its answer, over TLS
+//!    ([`tls::client`]) when the instance is secure;
 //! 6. [`relay`]: forwards frames both ways with fixed buffers, or [`proxy`] forwards plain HTTP;
 //! 7. [`session`]: accounts for open sessions, which [`admin`] lists.
 //!

@@ -37,6 +37,7 @@ use crate::proxy::HttpProxy;
 use crate::relay::BufferPool;
 use crate::route::RouteTable;
 use crate::session::SessionTable;
+use crate::tls::client::{ServiceTls, ServiceTlsError};
 use crate::tls::{self, ReadAhead, TlsError};
 use crate::worker::Listeners;
 use crate::websocket;
@@ -58,6 +59,9 @@ pub enum GatewayError {
     /// The TLS certificate or key could not be used.
     #[error("cannot load the TLS identity: {0}")]
     Tls(#[from] TlsError),
+    /// The trust store or the client certificate for TLS towards services could not be used.
+    #[error("cannot set up TLS towards services: {0}")]
+    ServiceTls(#[from] ServiceTlsError),
     /// The embedded registry could not start (its port or its state file).
     #[error(transparent)]
     Registry(#[from] RegistryStartError),
@@ -78,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) limits: SessionLimits,
     pub(crate) proxy: HttpProxy,
     pub(crate) buffers: BufferPool,
+    /// TLS towards secure instances, shared with the HTTP proxy.
+    pub(crate) service_tls: ServiceTls,
     port: u16,
     /// `server.handshakeTimeout`.
     handshake_timeout: Duration,
@@ -116,12 +122,14 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// [`GatewayError::Tls`] when the TLS certificate or key cannot be used, [`GatewayError::Bind`]
+    /// [`GatewayError::Tls`] when the TLS certificate or key cannot be used, [`GatewayError::ServiceTls`]
+    /// when the trust store or the client certificate for services cannot be used, [`GatewayError::Bind`]
     /// when the address cannot be bound, [`GatewayError::Registry`] when the registry's port cannot
     /// be bound or its state file cannot be read, [`GatewayError::Eureka`] when a Eureka service URL
     /// is not usable.
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let service_tls = ServiceTls::new(&config.service_tls)?;
         let listeners = Listeners::bind(config.listen).map_err(|source| GatewayError::Bind { address: config.listen, source })?;
         let port = listeners.local_addr().port();
         let directory = Arc::new(ServiceDirectory::new());
@@ -138,9 +146,10 @@ impl Gateway {
             picker: Picker::new(&config.load_balancing),
             sessions: SessionTable::new(prefix),
             limits: SessionLimits::new(&config.limits),
-            proxy: HttpProxy::new(config.websocket.connect_timeout),
+            proxy: HttpProxy::new(config.websocket.connect_timeout, &service_tls),
             buffers: BufferPool::default(),
             guard: Guard::new(config.auth, config.websocket.allowed_origins.clone()),
+            service_tls,
             websocket: config.websocket,
             port,
             handshake_timeout: config.handshake_timeout,

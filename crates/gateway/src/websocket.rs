@@ -95,7 +95,7 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
         let scheme = if instance.secure { "wss" } else { "ws" };
         let url = format!("{scheme}://{authority}{}", resolved.target);
         let upstream_request = handshake::upstream_request(request.headers(), offer, &resolved.target, &authority, &forwarded);
-        match upstream::open_websocket(instance, url.clone(), upstream_request, offer, shared.websocket.connect_timeout).await {
+        match upstream::open_websocket(instance, url.clone(), upstream_request, offer, &shared.service_tls, shared.websocket.connect_timeout).await {
             Ok(opened) => {
                 let info = SessionInfo {
                     client_address: client,

@@ -100,7 +100,7 @@ fn bind_failure(error: GatewayError) -> Failure {
     match error {
         // A certificate or key that cannot be used is a configuration error like any other; so are
         // the registry's port and state file, whose messages name their keys.
-        GatewayError::Tls(_) | GatewayError::Registry(_) | GatewayError::Eureka(_) => Failure::Usage(error.to_string()),
+        GatewayError::Tls(_) | GatewayError::ServiceTls(_) | GatewayError::Registry(_) | GatewayError::Eureka(_) => Failure::Usage(error.to_string()),
         GatewayError::Bind { .. } | GatewayError::Workers(_) => Failure::Runtime(error.to_string()),
     }
 }

@@ -19,6 +19,8 @@ pub(crate) const KEYS: &[&str] = &[
     "server.ssl.keyStorePassword",
     "server.ssl.trustStore",
     "server.ssl.verifyServices",
+    "server.ssl.clientCertificate",
+    "server.ssl.clientCertificateKey",
     "server.webSocket.supportedProtocols",
     "server.webSocket.errorMode",
     "server.webSocket.connectTimeout",

@@ -20,6 +20,7 @@ use thiserror::Error;
 use crate::auth::OriginPolicy;
 use crate::balance::{BalancePolicy, UnknownStrategy};
 use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
+use crate::tls::client::{ClientIdentity, ServiceTlsSettings, Verification};
 use crate::tls::TlsFiles;
 use raw::RawConfig;
 
@@ -108,6 +109,9 @@ pub struct Config {
     /// `server.ssl.certificate` and `certificateKey` when `server.ssl.enabled`: the client-facing
     /// TLS identity; `None` serves plain ws and http.
     pub tls: Option<TlsFiles>,
+    /// `server.ssl.trustStore`, `clientCertificate`, `clientCertificateKey` and `verifyServices`: TLS
+    /// towards secure instances, whether or not the gateway's own port speaks TLS.
+    pub service_tls: ServiceTlsSettings,
     /// `server.webSocket.*`.
     pub websocket: WebSocketConfig,
     /// The static `services`.
@@ -210,6 +214,7 @@ impl Config {
     fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         reject_unbuilt(&raw)?;
         let tls = tls_files(&raw.server.ssl, base)?;
+        let service_tls = service_tls(&raw.server.ssl, base)?;
         let address: IpAddr = match raw.server.address.as_deref() {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(text) => text.parse().map_err(|_| invalid("server.address", format!("`{text}` is not an IP address")))?,
@@ -272,6 +277,7 @@ impl Config {
             handshake_timeout,
             limits,
             tls,
+            service_tls,
             websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size, allowed_origins },
             load_balancing,
             auth,
@@ -292,6 +298,19 @@ fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigE
         _ => Err(invalid(key, "is required when server.ssl.enabled is true: the path of a PEM file".into())),
     };
     Ok(Some(TlsFiles { certificate: file("server.ssl.certificate", &ssl.certificate)?, key: file("server.ssl.certificateKey", &ssl.certificate_key)? }))
+}
+
+/// The keys of TLS towards services. The client certificate and its key go together.
+fn service_tls(ssl: &raw::RawSsl, base: &Path) -> Result<ServiceTlsSettings, ConfigError> {
+    let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
+    let client_identity = match (file(&ssl.client_certificate), file(&ssl.client_certificate_key)) {
+        (None, None) => None,
+        (Some(certificate), Some(key)) => Some(ClientIdentity { certificate, key }),
+        (Some(_), None) => return Err(invalid("server.ssl.clientCertificateKey", "is required with server.ssl.clientCertificate: the path of a PEM private key".into())),
+        (None, Some(_)) => return Err(invalid("server.ssl.clientCertificate", "is required with server.ssl.clientCertificateKey: the path of a PEM certificate".into())),
+    };
+    let verification = if ssl.verify_services == Some(false) { Verification::Off } else { Verification::On };
+    Ok(ServiceTlsSettings { trust_store: file(&ssl.trust_store), client_identity, verification })
 }
 
 /// `server.loadBalancing.*`, with defaults for the keys not written.
@@ -327,23 +346,12 @@ fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
     let ssl = &raw.server.ssl;
     let not_built = |key, feature, default| Err(ConfigError::NotBuiltYet { key, feature, default });
     const KEYSTORE: &str = "PKCS#12 keystores (use server.ssl.certificate and certificateKey)";
-    const TLS_TO_SERVICES: &str = "TLS towards services (wss/https)";
-    let unbuilt_files = [
-        ("server.ssl.keyStore", KEYSTORE, &ssl.key_store),
-        ("server.ssl.keyStorePassword", KEYSTORE, &ssl.key_store_password),
-        ("server.ssl.trustStore", TLS_TO_SERVICES, &ssl.trust_store),
-    ];
+    let unbuilt_files = [("server.ssl.keyStore", KEYSTORE, &ssl.key_store), ("server.ssl.keyStorePassword", KEYSTORE, &ssl.key_store_password)];
     if let Some((key, feature, _)) = unbuilt_files.iter().find(|(_, _, value)| value.is_some()) {
         return not_built(key, feature, "unset");
     }
-    if ssl.verify_services == Some(false) {
-        return not_built("server.ssl.verifyServices", TLS_TO_SERVICES, "true");
-    }
     if raw.server.web_socket.idle_timeout.is_some() {
         return not_built("server.webSocket.idleTimeout", "the idle time-out", "unset");
-    }
-    if raw.services.iter().flat_map(|s| &s.instances).any(|i| i.secure) {
-        return not_built("services[].instances[].secure", TLS_TO_SERVICES, "false");
     }
     Ok(())
 }
@@ -507,6 +515,8 @@ services:
             ("server: {limits: {maxSessionsPerService: -3}}", "server.limits.maxSessionsPerService"),
             ("server: {ssl: {enabled: true, certificateKey: key.pem}}", "server.ssl.certificate"),
             ("server: {ssl: {enabled: true, certificate: cert.pem}}", "server.ssl.certificateKey"),
+            ("server: {ssl: {clientCertificate: client.pem}}", "server.ssl.clientCertificateKey"),
+            ("server: {ssl: {clientCertificateKey: client-key.pem}}", "server.ssl.clientCertificate:"),
         ] {
             let error = parse(text, &[]).unwrap_err().to_string();
             assert!(error.starts_with(key), "{error}");
@@ -535,10 +545,21 @@ services:
     }
 
     #[test]
+    fn tls_towards_services_keys() {
+        let text = "server: {ssl: {trustStore: ca.pem, clientCertificate: tls/client.pem, clientCertificateKey: /etc/k.pem}}\nservices: [{serviceId: s, instances: [{host: h, port: 1, secure: true}]}]";
+        let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), []).unwrap();
+        let identity = ClientIdentity { certificate: "/srv/gw/tls/client.pem".into(), key: "/etc/k.pem".into() };
+        assert_eq!(config.service_tls, ServiceTlsSettings { trust_store: Some("/srv/gw/ca.pem".into()), client_identity: Some(identity), verification: Verification::On });
+        assert!(config.services[0].instances[0].secure);
+        assert_eq!(parse("", &[]).unwrap().service_tls, ServiceTlsSettings::default());
+        let off = parse("", &[("SERVER_SSL_VERIFYSERVICES", "false"), ("SERVER_SSL_TRUSTSTORE", "/ca.pem")]).unwrap().service_tls;
+        assert_eq!((off.verification, off.trust_store), (Verification::Off, Some("/ca.pem".into())));
+    }
+
+    #[test]
     fn features_of_later_versions_are_refused_clearly() {
         for (text, key) in [
             ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
-            ("server: {ssl: {trustStore: ca.pem}}", "server.ssl.trustStore"),
             ("server: {webSocket: {idleTimeout: 5m}}", "server.webSocket.idleTimeout"),
         ] {
             let error = parse(text, &[]).unwrap_err();

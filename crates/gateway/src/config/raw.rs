@@ -66,6 +66,8 @@ pub(crate) struct RawSsl {
     pub key_store_password: Option<String>,
     pub trust_store: Option<String>,
     pub verify_services: Option<bool>,
+    pub client_certificate: Option<String>,
+    pub client_certificate_key: Option<String>,
 }
 
 /// `server.webSocket.*`

@@ -11,9 +11,9 @@
 //!   ids match case-insensitively);
 //! - instance id = Eureka's instance id; host = `ipAddr` (else `hostName`); port = `port`;
 //!   status as Eureka's (only UP instances get sessions);
-//! - an instance whose `securePort` is enabled is reached with TLS (MISSION §1). TLS towards services
-//!   is not built yet, so such an instance is listed as not routable and gets no session, rather
-//!   than plain ws on its TLS port; so is an instance without an enabled port;
+//! - an instance whose `securePort` is enabled is reached with TLS on that port (wss and https,
+//!   MISSION §1), whether or not `port` is enabled too; an instance with neither port enabled is
+//!   listed as not routable and gets no session;
 //! - the service's metadata (its routes) is that of its most recently updated UP instance, else of
 //!   its most recently updated instance: instances of one application normally agree, and when a
 //!   new version rolls out with other routes, the newest live one speaks for the service;
@@ -32,8 +32,6 @@ use wsgate_registry::{Application, Applications, Registry, Status};
 
 use super::{Discovered, Instance, InstanceStatus, Service, ServiceDirectory, ServiceId, Source, Unroutable};
 
-/// Why an instance with an enabled secure port gets no session.
-const TLS_NOT_BUILT: &str = "only reachable with TLS (securePort enabled), and TLS towards services is not built yet";
 /// Why an instance with neither port enabled gets no session.
 const NO_PORT: &str = "neither port nor securePort is enabled";
 
@@ -85,7 +83,7 @@ impl Converter {
 fn instance(registered: &wsgate_registry::Instance) -> (Instance, Option<&'static str>) {
     let host = if registered.ip_addr.trim().is_empty() { &registered.host_name } else { &registered.ip_addr };
     let (port, secure, unroutable) = match (registered.secure_port.enabled, registered.port.enabled) {
-        (true, _) => (registered.secure_port.port, true, Some(TLS_NOT_BUILT)),
+        (true, _) => (registered.secure_port.port, true, None),
         (false, true) => (registered.port.port, false, None),
         (false, false) => (registered.port.port, false, Some(NO_PORT)),
     };
@@ -223,15 +221,19 @@ mod tests {
     }
 
     #[test]
-    fn tls_only_and_portless_instances_are_listed_not_routed() {
-        let mut tls = registered("demo", "tls", 8080, Status::Up, 1, V1);
-        tls.secure_port = PortInfo { port: 8443, enabled: true };
+    fn an_enabled_secure_port_is_reached_with_tls_and_a_portless_instance_is_listed_not_routed() {
+        let mut both = registered("demo", "both", 8080, Status::Up, 1, V1);
+        both.secure_port = PortInfo { port: 8443, enabled: true };
+        let mut tls_only = registered("demo", "tls", 8080, Status::Up, 1, V1);
+        tls_only.secure_port = PortInfo { port: 9443, enabled: true };
+        tls_only.port.enabled = false;
         let mut portless = registered("demo", "none", 8080, Status::Up, 1, V1);
         portless.port.enabled = false;
-        let discovered = Converter::default().convert(&snapshot(vec![tls, portless]));
-        assert!(discovered.services[0].instances.is_empty());
+        let discovered = Converter::default().convert(&snapshot(vec![both, tls_only, portless]));
+        let routed: Vec<_> = discovered.services[0].instances.iter().map(|i| (&*i.instance_id, i.port, i.secure)).collect();
+        assert_eq!(routed, [("both", 8443, true), ("tls", 9443, true)]);
         let held: Vec<_> = discovered.unroutable.iter().map(|u| (&*u.instance.instance_id, u.instance.port, u.instance.secure, u.reason)).collect();
-        assert_eq!(held, [("tls", 8443, true, TLS_NOT_BUILT), ("none", 8080, false, NO_PORT)]);
+        assert_eq!(held, [("none", 8080, false, NO_PORT)]);
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Source {
 }
 
 /// An instance a source knows but the gateway cannot route to, with the reason (for example a
-/// TLS-only instance while TLS towards services is not built). Listed, never picked.
+/// registered instance with neither port enabled). Listed, never picked.
 #[derive(Debug, Clone)]
 pub struct Unroutable {
     /// The service it belongs to.

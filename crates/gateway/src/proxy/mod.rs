@@ -5,8 +5,13 @@
 //! when it was never sent: its connection could not be made (refused, reset, unreachable) and it has
 //! no body, so nothing is lost by sending it again whatever its method. A time-out is not retried,
 //! because the service may have received the request.
+//!
+//! A secure instance is reached over https, through hyper-rustls with the gateway's one
+//! [`ServiceTls`] configuration (the WebSocket upstream's too); a failed TLS handshake counts as a
+//! connection that could not be made.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -14,6 +19,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -26,12 +32,14 @@ use crate::discovery::Instance;
 use crate::failure::Failure;
 use crate::handshake::{end_to_end, Forwarded};
 use crate::route::Resolved;
-use crate::upstream::{ConnectCause, ConnectError};
+use crate::tls::client::ServiceTls;
+use crate::upstream::{ConnectCause, ConnectError, TlsFailure};
 
 /// Forwards plain HTTP requests over pooled keep-alive connections.
 #[derive(Debug, Clone)]
 pub struct HttpProxy {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    tls: ServiceTls,
     timeout: Duration,
 }
 
@@ -43,11 +51,15 @@ struct TryError {
 }
 
 impl HttpProxy {
-    /// A proxy that gives each service `timeout` to answer with its response headers.
-    pub fn new(timeout: Duration) -> HttpProxy {
+    /// A proxy that gives each service `timeout` to answer with its response headers, and reaches
+    /// secure instances with `tls`.
+    pub fn new(timeout: Duration, tls: &ServiceTls) -> HttpProxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        HttpProxy { client: Client::builder(TokioExecutor::new()).build(connector), timeout }
+        // `https` URIs pass through this connector to the TLS layer around it.
+        connector.enforce_http(false);
+        let connector = HttpsConnector::from((connector, Arc::clone(tls.config())));
+        HttpProxy { client: Client::builder(TokioExecutor::new()).build(connector), tls: tls.clone(), timeout }
     }
 
     /// Sends `request` to an instance of the `resolved` service, chosen by `picker`, and streams the
@@ -92,10 +104,14 @@ impl HttpProxy {
     /// One try: sends the request to `target` (path and query) on `instance`.
     async fn send(&self, method: &Method, headers: HeaderMap, body: Body, instance: &Instance, target: &PathAndQuery) -> Result<Response<Body>, TryError> {
         let authority = instance.authority();
-        let url = format!("http://{authority}{target}");
+        let scheme = if instance.secure { "https" } else { "http" };
+        let url = format!("{scheme}://{authority}{target}");
+        if instance.secure {
+            self.tls.warn_if_unverified(&url);
+        }
         let connect_error = |cause, unsent| TryError { failure: Failure::Connect(ConnectError { url: url.clone(), cause }), unsent };
         let uri = Uri::builder()
-            .scheme("http")
+            .scheme(scheme)
             .authority(authority.as_str())
             .path_and_query(target.clone())
             .build()
@@ -121,14 +137,23 @@ impl HttpProxy {
     }
 }
 
-/// What a client error means for the client: refused and timed-out connections are told apart.
+/// What a client error means for the client: refused and timed-out connections and TLS failures are
+/// told apart.
 fn cause_of(error: hyper_util::client::legacy::Error) -> ConnectCause {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(current) = source {
-        match current.downcast_ref::<io::Error>().map(io::Error::kind) {
-            Some(io::ErrorKind::ConnectionRefused) => return ConnectCause::Refused,
-            Some(io::ErrorKind::TimedOut) => return ConnectCause::TimedOut,
-            _ => source = current.source(),
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return ConnectCause::Tls(TlsFailure::Rejected(tls.clone()));
+        }
+        let Some(io_error) = current.downcast_ref::<io::Error>() else {
+            source = current.source();
+            continue;
+        };
+        match io_error.kind() {
+            io::ErrorKind::ConnectionRefused => return ConnectCause::Refused,
+            io::ErrorKind::TimedOut => return ConnectCause::TimedOut,
+            // An I/O error's `source` skips the error it wraps, where TLS layers put rustls's reason.
+            _ => source = io_error.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)).or_else(|| current.source()),
         }
     }
     ConnectCause::Proxy(error)

@@ -15,8 +15,9 @@
 //! | --- | --- |
 //! | buffers, idle or small messages | 2 × 256 bytes inline in the session's task, no heap buffer |
 //! | connections | plain TCP sockets (the client's taken out of hyper's upgrade object, the service's never in one) split by reference: no lock per read or write, no heap object per peer |
+//! | connections, TLS | a client's wss connection stays in hyper's upgrade object, a wss service's is boxed; each split with `tokio::io::split` (a lock per read or write, one heap object), and flushed after each write so rustls never holds back the end of one |
 //! | buffers, during a burst of large frames | a pooled 256 KiB buffer per busy direction, returned when a read smaller than 256 bytes ends the burst |
-//! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
+//! | per read | one scan of the frame headers in it, one `write_all` and a flush (no system call on plain TCP), two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
 
 mod buffer;

@@ -3,7 +3,10 @@
 //! hyper hands an upgraded connection over as [`Upgraded`], a boxed trait object. Splitting that for
 //! the two pumps takes a lock on every read and write (`tokio::io::split`) and two more heap objects
 //! per peer, held for the whole session. A plain TCP connection is taken back out of it instead and
-//! split by reference: no lock, nothing on the heap. Other connections keep the general path.
+//! split by reference: no lock, nothing on the heap. A TLS connection the gateway opened to a service
+//! is held boxed (rustls's state is large, and most sessions have none) and split with
+//! `tokio::io::split`, since both directions share one TLS state. Other connections keep the general
+//! path.
 
 use std::io;
 use std::pin::Pin;
@@ -15,6 +18,12 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::tls::ReadAhead;
+
+/// A TLS connection to a secure service instance.
+pub type ServiceTlsStream = TlsStream<ReadAhead<TcpStream>>;
 
 /// One side of a session, ready for the relay.
 #[derive(Debug)]
@@ -26,6 +35,13 @@ pub enum Peer {
         /// Bytes read past the handshake (by hyper for the client, by the gateway's own response
         /// reader for the service): the peer's first frames, relayed before the socket is read
         /// again. Rare, so boxed: the session keeps a pointer, not a `Bytes`.
+        early: Option<Box<Bytes>>,
+    },
+    /// A TLS connection to a service (wss).
+    Tls {
+        /// The connection.
+        stream: Box<ServiceTlsStream>,
+        /// Bytes read past the handshake, as for [`Peer::Tcp`].
         early: Option<Box<Bytes>>,
     },
     /// Any other connection, through hyper's upgrade object.
@@ -43,8 +59,12 @@ impl Peer {
 
     /// A plain TCP connection, with the bytes already read from it past its handshake.
     pub fn tcp(stream: TcpStream, early: Bytes) -> Peer {
-        // An empty view would still keep the whole handshake read buffer alive for the session.
-        Peer::Tcp { stream, early: (!early.is_empty()).then(|| Box::new(early)) }
+        Peer::Tcp { stream, early: keep(early) }
+    }
+
+    /// A TLS connection to a service, with the bytes already read from it past its handshake.
+    pub fn tls(stream: ServiceTlsStream, early: Bytes) -> Peer {
+        Peer::Tls { stream: Box::new(stream), early: keep(early) }
     }
 
     /// The reading and the writing half, both borrowing the connection.
@@ -54,6 +74,10 @@ impl Peer {
                 let (reader, writer) = stream.split();
                 (Reader::Tcp { early, reader }, Writer::Tcp(writer))
             }
+            Peer::Tls { stream, early } => {
+                let (reader, writer) = tokio::io::split(stream.as_mut());
+                (Reader::Tls { early, reader }, Writer::Tls(writer))
+            }
             Peer::Other(io) => {
                 let (reader, writer) = tokio::io::split(io);
                 (Reader::Other(reader), Writer::Other(writer))
@@ -62,15 +86,39 @@ impl Peer {
     }
 }
 
+/// Early bytes worth keeping: an empty view would still keep the whole handshake read buffer alive
+/// for the session.
+fn keep(early: Bytes) -> Option<Box<Bytes>> {
+    (!early.is_empty()).then(|| Box::new(early))
+}
+
+/// Moves early bytes into `buf`, as many as fit, and frees them once all are handed out. Returns
+/// whether there were any: if not, the connection is read.
+fn read_early(early: &mut Option<Box<Bytes>>, buf: &mut ReadBuf<'_>) -> bool {
+    // An empty `buf` would read as the end of the stream; the pumps never pass one.
+    debug_assert!(buf.remaining() > 0);
+    let Some(bytes) = early else {
+        return false;
+    };
+    let taken = bytes.split_to(bytes.len().min(buf.remaining()));
+    buf.put_slice(&taken);
+    if bytes.is_empty() {
+        *early = None;
+    }
+    true
+}
+
 /// The reading half of a [`Peer`].
 pub(super) enum Reader<'a> {
     Tcp { early: &'a mut Option<Box<Bytes>>, reader: tcp::ReadHalf<'a> },
+    Tls { early: &'a mut Option<Box<Bytes>>, reader: tokio::io::ReadHalf<&'a mut ServiceTlsStream> },
     Other(tokio::io::ReadHalf<&'a mut TokioIo<Upgraded>>),
 }
 
 /// The writing half of a [`Peer`].
 pub(super) enum Writer<'a> {
     Tcp(tcp::WriteHalf<'a>),
+    Tls(tokio::io::WriteHalf<&'a mut ServiceTlsStream>),
     Other(tokio::io::WriteHalf<&'a mut TokioIo<Upgraded>>),
 }
 
@@ -78,17 +126,16 @@ impl AsyncRead for Reader<'_> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Reader::Tcp { early, reader } => {
-                // An empty `buf` would read as the end of the stream; the pumps never pass one.
-                debug_assert!(buf.remaining() > 0);
-                let Some(bytes) = early else {
-                    return Pin::new(reader).poll_read(cx, buf);
-                };
-                let taken = bytes.split_to(bytes.len().min(buf.remaining()));
-                buf.put_slice(&taken);
-                if bytes.is_empty() {
-                    **early = None;
+                if read_early(early, buf) {
+                    return Poll::Ready(Ok(()));
                 }
-                Poll::Ready(Ok(()))
+                Pin::new(reader).poll_read(cx, buf)
+            }
+            Reader::Tls { early, reader } => {
+                if read_early(early, buf) {
+                    return Poll::Ready(Ok(()));
+                }
+                Pin::new(reader).poll_read(cx, buf)
             }
             Reader::Other(reader) => Pin::new(reader).poll_read(cx, buf),
         }
@@ -99,6 +146,7 @@ impl AsyncWrite for Writer<'_> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Writer::Tcp(writer) => Pin::new(writer).poll_write(cx, buf),
+            Writer::Tls(writer) => Pin::new(writer).poll_write(cx, buf),
             Writer::Other(writer) => Pin::new(writer).poll_write(cx, buf),
         }
     }
@@ -106,6 +154,7 @@ impl AsyncWrite for Writer<'_> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Writer::Tcp(writer) => Pin::new(writer).poll_flush(cx),
+            Writer::Tls(writer) => Pin::new(writer).poll_flush(cx),
             Writer::Other(writer) => Pin::new(writer).poll_flush(cx),
         }
     }
@@ -113,6 +162,7 @@ impl AsyncWrite for Writer<'_> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Writer::Tcp(writer) => Pin::new(writer).poll_shutdown(cx),
+            Writer::Tls(writer) => Pin::new(writer).poll_shutdown(cx),
             Writer::Other(writer) => Pin::new(writer).poll_shutdown(cx),
         }
     }

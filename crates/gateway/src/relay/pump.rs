@@ -131,7 +131,14 @@ where
             };
             let scan = self.scanner.scan(self.buffer.filled(read));
             if scan.forward > 0 {
-                if let Err(error) = self.writer.write_all(&self.buffer.filled(read)[..scan.forward]).await {
+                let written = match self.writer.write_all(&self.buffer.filled(read)[..scan.forward]).await {
+                    // A TLS output keeps the end of a write in rustls's buffer when its socket was
+                    // full, and sends it only on the next write or a flush: flushed here, before the
+                    // pump waits for its input again. For plain TCP the flush returns at once.
+                    Ok(()) => self.writer.flush().await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = written {
                     debug!(direction, %error, "writing failed");
                     // The peer this pump writes to is gone: the other pump tells its own peer.
                     let _ = outbox.send(failure::vanished(self.direction.reverse()));
@@ -211,5 +218,68 @@ async fn next_request(inbox: &mut Option<oneshot::Receiver<Close>>) -> Result<Cl
     match inbox {
         Some(receiver) => receiver.await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    /// An output that, like a TLS connection whose socket was full, keeps what it is given until
+    /// it is flushed.
+    struct Holding {
+        pending: Vec<u8>,
+        delivered: watch::Sender<Vec<u8>>,
+    }
+
+    impl AsyncWrite for Holding {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.get_mut().pending.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let pending = std::mem::take(&mut this.pending);
+            this.delivered.send_modify(|delivered| delivered.extend(pending));
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    impl Output for Holding {
+        fn closing_is_enough(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn what_is_forwarded_is_flushed_before_the_pump_waits_for_more() {
+        let (mut service, mut input) = tokio::io::duplex(1024);
+        let (delivered, mut seen) = watch::channel(Vec::new());
+        let mut output = Holding { pending: Vec::new(), delivered };
+        let (traffic, pool, inputs_ended) = (Traffic::default(), BufferPool::default(), AtomicU8::new(0));
+        let limits = Limits { max_frame_size: 1 << 20 };
+        let mut pump = Pump::new(Direction::ServiceToClient, (&mut input, &mut output), None, &traffic, limits, &pool, &inputs_ended);
+        let (_ask, inbox) = oneshot::channel();
+        let (outbox, _asked) = oneshot::channel();
+        let frame = b"\x81\x05hello";
+        service.write_all(frame).await.unwrap();
+        let run = pump.run(inbox, outbox);
+        tokio::pin!(run);
+        // The service sends nothing more: the frame must reach the client all the same.
+        let arrived = tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|delivered| delivered.len() == frame.len()));
+        tokio::select! {
+            end = &mut run => panic!("the pump ended: {end:?}"),
+            arrived = arrived => assert_eq!(*arrived.expect("the frame was held back").unwrap(), frame.to_vec()),
+        }
     }
 }

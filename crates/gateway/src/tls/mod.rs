@@ -1,5 +1,6 @@
 //! Client-facing TLS: the gateway's certificate and key, loaded at start into the rustls server
-//! configuration that serves wss and https on the gateway's port.
+//! configuration that serves wss and https on the gateway's port. TLS towards services is in
+//! [`client`]; both load PEM files through [`load_certificates`] and [`load_private_key`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use thiserror::Error;
 
+pub mod client;
 mod read_ahead;
 
 pub use read_ahead::ReadAhead;
@@ -71,14 +73,8 @@ pub enum TlsError {
 ///
 /// [`TlsError`] naming the file that could not be used.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let certificate_pem = read(CERTIFICATE_KEY, &files.certificate)?;
-    let certificates = CertificateDer::pem_slice_iter(&certificate_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| pem_error(CERTIFICATE_KEY, &files.certificate, "certificate", error.to_string()))?;
-    if certificates.is_empty() {
-        return Err(pem_error(CERTIFICATE_KEY, &files.certificate, "certificate", "none found".into()));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&read(KEY_KEY, &files.key)?).map_err(|error| pem_error(KEY_KEY, &files.key, "private key", error.to_string()))?;
+    let certificates = load_certificates(CERTIFICATE_KEY, &files.certificate)?;
+    let key = load_private_key(KEY_KEY, &files.key)?;
     let identity_error = |source| TlsError::Identity { certificate: files.certificate.clone(), key: files.key.clone(), source };
     let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -88,6 +84,29 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .map_err(identity_error)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The PEM certificates of `path` (at least one), for the config key `key`.
+///
+/// # Errors
+///
+/// [`TlsError::Read`] or [`TlsError::Pem`], naming `key` and `path`.
+pub fn load_certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(key, path)?;
+    let certificates = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|error| pem_error(key, path, "certificate", error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(pem_error(key, path, "certificate", "none found".into()));
+    }
+    Ok(certificates)
+}
+
+/// The PEM private key of `path` (PKCS#8, PKCS#1 or SEC1), for the config key `key`.
+///
+/// # Errors
+///
+/// [`TlsError::Read`] or [`TlsError::Pem`], naming `key` and `path`.
+pub fn load_private_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(&read(key, path)?).map_err(|error| pem_error(key, path, "private key", error.to_string()))
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
