@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::admin;
-use crate::auth::Guard;
+use crate::auth::{Guard, RegistryUsers};
 use crate::balance::Picker;
 use crate::body::Body;
 use crate::config::{Config, WebSocketConfig};
@@ -134,9 +134,16 @@ impl Gateway {
         let port = listeners.local_addr().port();
         let directory = Arc::new(ServiceDirectory::new());
         directory.update(Source::Static, config.services);
+        let guard = Guard::new(config.auth, config.websocket.allowed_origins.clone());
         let registry = match config.embedded {
             None => None,
-            Some(embedded) => Some(RegistryListener::bind(config.listen.ip(), embedded, &directory).await?),
+            Some(mut embedded) => {
+                // Validation made sure that users come with an htpasswd file, hence an authenticator.
+                if let (Some(users), Some(authenticator)) = (embedded.users.take(), guard.authenticator()) {
+                    embedded.registry.credentials = Some(Arc::new(RegistryUsers::new(users, Arc::clone(authenticator))));
+                }
+                Some(RegistryListener::bind(config.listen.ip(), embedded, &directory).await?)
+            }
         };
         let listen = SocketAddr::new(config.listen.ip(), port);
         let eureka = config.eureka.map(|client| EurekaSource::new(client, &directory, listen, tls.is_some())).transpose()?;
@@ -148,7 +155,7 @@ impl Gateway {
             limits: SessionLimits::new(&config.limits),
             proxy: HttpProxy::new(config.websocket.connect_timeout, &service_tls),
             buffers: BufferPool::default(),
-            guard: Guard::new(config.auth, config.websocket.allowed_origins.clone()),
+            guard,
             service_tls,
             websocket: config.websocket,
             port,

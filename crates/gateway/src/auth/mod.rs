@@ -17,6 +17,7 @@ mod basic;
 mod cache;
 mod htpasswd;
 mod origin;
+mod registry;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use admin::AdminAccess;
 pub use basic::Credentials;
 pub use htpasswd::{Htpasswd, HtpasswdError};
 pub use origin::{OriginError, OriginPolicy, OriginVerdict};
+pub use registry::RegistryUsers;
 
 /// The service metadata key that says how clients of the service authenticate (Zowe's name).
 pub const SCHEME_METADATA: &str = "apiml.authentication.scheme";
@@ -151,8 +153,9 @@ impl Authenticator {
 /// diagnostics.
 #[derive(Debug)]
 pub struct Guard {
-    /// `None` without `server.auth.htpasswd`: credentials pass through unchecked.
-    authenticator: Option<Authenticator>,
+    /// `None` without `server.auth.htpasswd`: credentials pass through unchecked. Shared with the
+    /// embedded registry's credential check.
+    authenticator: Option<Arc<Authenticator>>,
     origins: OriginPolicy,
     admin: AdminAccess,
 }
@@ -160,12 +163,12 @@ pub struct Guard {
 impl Guard {
     /// The guard of `config` (`server.auth.*`) and `origins` (`server.webSocket.allowedOrigins`).
     pub fn new(config: AuthConfig, origins: OriginPolicy) -> Guard {
-        let authenticator = config.htpasswd.map(|users| Authenticator::new(users, config.cache_ttl));
+        let authenticator = config.htpasswd.map(|users| Arc::new(Authenticator::new(users, config.cache_ttl)));
         Guard { authenticator, origins, admin: AdminAccess::new(config.admin_users, config.admin_allow) }
     }
 
     /// The authenticator, when `server.auth.htpasswd` is set.
-    pub fn authenticator(&self) -> Option<&Authenticator> {
+    pub fn authenticator(&self) -> Option<&Arc<Authenticator>> {
         self.authenticator.as_ref()
     }
 
@@ -203,7 +206,7 @@ impl Guard {
     ///
     /// See [`AdminAccess::admit`].
     pub async fn admit_admin(&self, headers: &HeaderMap, client: IpAddr) -> Result<(), AuthError> {
-        self.admin.admit(headers, client, self.authenticator.as_ref()).await
+        self.admin.admit(headers, client, self.authenticator.as_deref()).await
     }
 }
 

@@ -8,9 +8,13 @@ use wsgate_registry::{AllowList, ClientConfig, EurekaClient, RegistryConfig};
 
 use super::raw::{RawEmbedded, RawEureka, Scalar};
 use super::{invalid, units, ConfigError};
+use crate::auth::Htpasswd;
 
 /// The default `discovery.embedded.port`, as Zowe's discovery service.
 pub const DEFAULT_REGISTRY_PORT: u16 = 10011;
+
+/// The config key of the registry's users, for messages.
+const USERS: &str = "discovery.embedded.users";
 
 /// The embedded registry, when `discovery.embedded.enabled` (the default).
 #[derive(Debug, Clone)]
@@ -18,13 +22,17 @@ pub struct EmbeddedRegistry {
     /// `discovery.embedded.port` (`0`: any free port); the address is `server.address`.
     pub port: u16,
     /// The registry's options: `allow`, `stateFile`, `selfPreservation`, `renewalPercentThreshold`,
-    /// `evictionInterval`.
+    /// `evictionInterval`. Its credential check is set by the gateway from [`Self::users`].
     pub registry: RegistryConfig,
+    /// `discovery.embedded.users`: the users of `server.auth.htpasswd` the registry lets in; `None`:
+    /// no credential needed.
+    pub users: Option<Vec<String>>,
 }
 
 /// Validates `discovery.embedded.*`; `None` when the registry is disabled. `base` is the config
-/// file's folder, which a relative `stateFile` is resolved against.
-pub(super) fn embedded(raw: RawEmbedded, base: &Path) -> Result<Option<EmbeddedRegistry>, ConfigError> {
+/// file's folder, which a relative `stateFile` is resolved against; `htpasswd` is
+/// `server.auth.htpasswd`, which `users` must come from.
+pub(super) fn embedded(raw: RawEmbedded, base: &Path, htpasswd: Option<&Htpasswd>) -> Result<Option<EmbeddedRegistry>, ConfigError> {
     if raw.enabled == Some(false) {
         return Ok(None);
     }
@@ -63,7 +71,16 @@ pub(super) fn embedded(raw: RawEmbedded, base: &Path) -> Result<Option<EmbeddedR
         eviction_interval,
         ..defaults
     };
-    Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry }))
+    let users = match (raw.users, htpasswd) {
+        (None, _) => None,
+        (Some(_), None) => return Err(invalid(USERS, "needs server.auth.htpasswd, the file their passwords are in, which is not set".into())),
+        (Some(users), Some(_)) if users.is_empty() => return Err(invalid(USERS, "lists no user".into())),
+        (Some(users), Some(file)) => match users.iter().find(|user| !file.contains(user)) {
+            Some(unknown) => return Err(invalid(USERS, format!("user `{unknown}` is not in the server.auth.htpasswd file"))),
+            None => Some(users),
+        },
+    };
+    Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry, users }))
 }
 
 /// Validates `eureka.client.*` and `eureka.instance.*`; `None` when `serviceUrl.defaultZone` is

@@ -112,6 +112,8 @@ pub(crate) struct RawEmbedded {
     pub self_preservation: Option<bool>,
     pub renewal_percent_threshold: Option<Scalar>,
     pub eviction_interval: Option<String>,
+    #[serde(deserialize_with = "comma_list")]
+    pub users: Option<Vec<String>>,
 }
 
 /// `eureka.*`
