@@ -18,6 +18,7 @@ pub(crate) const KEYS: &[&str] = &[
     "server.webSocket.errorMode",
     "server.webSocket.connectTimeout",
     "server.webSocket.idleTimeout",
+    "server.webSocket.pingInterval",
     "server.webSocket.maxFrameSize",
     "server.loadBalancing.strategy",
     "server.loadBalancing.retries",

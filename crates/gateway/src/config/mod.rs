@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
+use tracing::warn;
 
 use crate::balance::{BalancePolicy, UnknownStrategy};
 use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
@@ -22,6 +23,7 @@ use crate::tls::TlsFiles;
 use raw::RawConfig;
 
 pub use discovery::{EmbeddedRegistry, DEFAULT_REGISTRY_PORT};
+pub(crate) use units::format_duration;
 pub use wsgate_registry::ClientConfig as EurekaClientConfig;
 
 /// The default `server.port`.
@@ -66,6 +68,12 @@ pub struct WebSocketConfig {
     pub connect_timeout: Duration,
     /// `maxFrameSize`: the largest frame payload relayed, in bytes.
     pub max_frame_size: u64,
+    /// `idleTimeout`: a session in which neither peer sent anything for this long is closed; `None`
+    /// keeps quiet sessions open.
+    pub idle_timeout: Option<Duration>,
+    /// `pingInterval`: a peer the gateway has sent nothing to for this long gets a ping; `None`
+    /// sends no pings of the gateway's own.
+    pub ping_interval: Option<Duration>,
 }
 
 /// The validated configuration.
@@ -204,6 +212,18 @@ impl Config {
                 .filter(|&n| n >= 125)
                 .ok_or_else(|| invalid("server.webSocket.maxFrameSize", format!("`{text}` is not a size of at least 125 bytes, such as 64KiB or 16MiB")))?,
         };
+        let idle_timeout = optional_duration("server.webSocket.idleTimeout", ws.idle_timeout.as_deref())?;
+        let ping_interval = optional_duration("server.webSocket.pingInterval", ws.ping_interval.as_deref())?;
+        if let (Some(idle), Some(ping)) = (idle_timeout, ping_interval) {
+            // Allowed: such pings still keep the quiet direction of a busy session alive (NAT, proxies).
+            if ping >= idle {
+                warn!(
+                    "server.webSocket.pingInterval ({}) is not shorter than server.webSocket.idleTimeout ({}): the gateway's pings will not keep silent sessions open",
+                    units::format_duration(ping),
+                    units::format_duration(idle)
+                );
+            }
+        }
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
         let embedded = discovery::embedded(raw.discovery.embedded, base)?;
@@ -211,7 +231,7 @@ impl Config {
         Ok(Config {
             listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
             tls,
-            websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size },
+            websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size, idle_timeout, ping_interval },
             load_balancing,
             services,
             embedded,
@@ -247,6 +267,15 @@ fn load_balancing(raw: &raw::RawLoadBalancing) -> Result<BalancePolicy, ConfigEr
     Ok(BalancePolicy { strategy, retries: raw.retries.unwrap_or(defaults.retries), eject_for })
 }
 
+/// A duration key without a default: unset, or greater than zero.
+fn optional_duration(key: &str, text: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    let Some(text) = text else { return Ok(None) };
+    match units::parse_duration(text).filter(|d| !d.is_zero()) {
+        Some(duration) => Ok(Some(duration)),
+        None => Err(invalid(key, format!("`{text}` is not a duration greater than zero, such as 500ms, 30s or 5m"))),
+    }
+}
+
 fn invalid(key: &str, message: String) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), message }
 }
@@ -267,9 +296,6 @@ fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
     }
     if ssl.verify_services == Some(false) {
         return not_built("server.ssl.verifyServices", TLS_TO_SERVICES, "true");
-    }
-    if raw.server.web_socket.idle_timeout.is_some() {
-        return not_built("server.webSocket.idleTimeout", "the idle time-out", "unset");
     }
     if raw.services.iter().flat_map(|s| &s.instances).any(|i| i.secure) {
         return not_built("services[].instances[].secure", TLS_TO_SERVICES, "false");
@@ -357,7 +383,17 @@ services:
         assert_eq!(config.websocket.error_mode, ErrorMode::CloseCode);
         assert_eq!(config.websocket.connect_timeout, Duration::from_secs(30));
         assert_eq!(config.websocket.max_frame_size, 16 << 20);
+        assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (None, None));
         assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::RoundRobin, retries: 2, eject_for: Duration::from_secs(30) });
+    }
+
+    #[test]
+    fn idle_timeout_and_ping_interval() {
+        let config = parse("server: {webSocket: {idleTimeout: 5m, pingInterval: 30s}}", &[]).unwrap();
+        assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (Some(Duration::from_secs(300)), Some(Duration::from_secs(30))));
+        let vars = [("SERVER_WEBSOCKET_IDLETIMEOUT", "1500ms"), ("SERVER_WEBSOCKET_PINGINTERVAL", "2s")];
+        let config = parse("", &vars).unwrap();
+        assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (Some(Duration::from_millis(1500)), Some(Duration::from_secs(2))));
     }
 
     #[test]
@@ -399,6 +435,10 @@ services:
             ("server: {loadBalancing: {ejectFor: a while}}", "server.loadBalancing.ejectFor"),
             ("server: {webSocket: {maxFrameSize: huge}}", "server.webSocket.maxFrameSize"),
             ("server: {webSocket: {maxFrameSize: 100}}", "server.webSocket.maxFrameSize"),
+            ("server: {webSocket: {idleTimeout: 0s}}", "server.webSocket.idleTimeout"),
+            ("server: {webSocket: {idleTimeout: soon}}", "server.webSocket.idleTimeout"),
+            ("server: {webSocket: {pingInterval: 0ms}}", "server.webSocket.pingInterval"),
+            ("server: {webSocket: {pingInterval: often}}", "server.webSocket.pingInterval"),
             ("server: {address: localhost.example}", "server.address"),
             ("server: {ssl: {enabled: true, certificateKey: key.pem}}", "server.ssl.certificate"),
             ("server: {ssl: {enabled: true, certificate: cert.pem}}", "server.ssl.certificateKey"),
@@ -424,7 +464,6 @@ services:
         for (text, key) in [
             ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
             ("server: {ssl: {trustStore: ca.pem}}", "server.ssl.trustStore"),
-            ("server: {webSocket: {idleTimeout: 5m}}", "server.webSocket.idleTimeout"),
         ] {
             let error = parse(text, &[]).unwrap_err();
             assert!(matches!(error, ConfigError::NotBuiltYet { .. }), "{error}");
