@@ -22,10 +22,13 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
 /// `30s`, `5m`, `1h`), so a message quotes the value the operator wrote.
 pub(crate) fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    match [(3_600_000, "h"), (60_000, "m"), (1_000, "s")].into_iter().find(|&(unit, _)| millis > 0 && millis % unit == 0) {
-        Some((unit, suffix)) => format!("{}{suffix}", millis / unit),
-        None => format!("{millis}ms"),
+    for (unit, suffix) in [(3_600_000, "h"), (60_000, "m"), (1_000, "s")] {
+        let (whole, rest) = (millis / unit, millis % unit);
+        if whole > 0 && rest == 0 {
+            return format!("{whole}{suffix}");
+        }
     }
+    format!("{millis}ms")
 }
 
 /// Parses a size such as `125`, `64KiB`, `16MiB`, `1GiB` (also `KB`/`MB`/`GB`, as powers of 1000).
