@@ -44,7 +44,7 @@ STALLED_FRAME = bytes(range(256)) * 4  # 1024 bytes, sent in two halves with a p
 class FrameService:
     """A WebSocket service over raw sockets: it records (opcode, payload, masked) for every frame it
     receives, per request path; answers pings with pongs, echoes data frames, answers a close. The
-    text message `stall` makes it send a 1024-byte binary frame in two halves 800 ms apart."""
+    text message `stall` makes it send a 1024-byte binary frame in two halves 600 ms apart."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -91,7 +91,7 @@ class FrameService:
                     return
                 elif payload == b"stall":
                     conn.sendall(struct.pack("!BBH", 0x82, 126, len(STALLED_FRAME)) + STALLED_FRAME[:512])
-                    time.sleep(0.8)
+                    time.sleep(0.6)
                     conn.sendall(STALLED_FRAME[512:])
                 elif opcode in (0x1, 0x2):
                     conn.sendall(encode_frame(opcode, payload, mask=False))
@@ -152,9 +152,9 @@ def gateway_idle(log_dir, upstreams, frame_service):
 
 @pytest.fixture(scope="module")
 def gateway_pings(log_dir, upstreams, frame_service):
-    """idleTimeout 1s and pingInterval 300ms."""
+    """idleTimeout 1s and pingInterval 300ms; the relay's debug log shows the pings it holds back."""
     config = gateway_config(services_with_frame_service(upstreams, frame_service), idleTimeout="1s", pingInterval="300ms")
-    gw = start_gateway(log_dir, "pings", config)
+    gw = start_gateway(log_dir, "pings", config, env={"RUST_LOG": "info,wsgate_gateway::relay::pump=debug"})
     yield gw
     gw.child.stop()
 
@@ -258,9 +258,13 @@ def test_the_client_gets_unmasked_pings_only_between_frames(gateway_pings, frame
         assert len(pings) >= 4, seen
         assert all(f == (PING, b"wsgate", False) for f in pings), pings
 
-        # The service stalls 800 ms inside a frame: no ping may land in it, the frame arrives whole.
+        # The service stalls 600 ms inside a frame, twice pingInterval: a ping to the client falls due
+        # there, and is held back (the log says so) instead of landing inside the frame.
+        held_back = "no ping: the output is inside a frame"
+        before = gateway_pings.child.stderr_text(1_000_000).count(held_back)
         ws.send(encode_frame(0x1, b"stall"))
         assert next_data_frame(5) == (0x2, STALLED_FRAME)
+        assert gateway_pings.child.stderr_text(1_000_000).count(held_back) > before, "no ping fell due inside the frame"
         ws.send(encode_frame(0x1, b"after"))
         assert next_data_frame(5) == (0x1, b"after")
         ws.send(encode_frame(CLOSE, struct.pack("!H", 1000) + b"bye"))
