@@ -4,7 +4,7 @@
 //! ([`Traffic`](crate::session::Traffic)), and a session with either key set gets one periodic tick
 //! ([`Keepalive::watch`]) that compares those counters with what it saw before:
 //! - neither counter moved for `idleTimeout`: the gateway received nothing from either peer, so
-//!   both pumps are asked to close their output with [`failure::idle`](crate::failure::idle);
+//!   both pumps are asked to close their output with [`failure::idle`];
 //! - the bytes written to one peer did not move for `pingInterval`: the pump writing to that peer is
 //!   asked for a ping, which it sends only on a frame boundary of its output.
 //!
@@ -29,6 +29,7 @@ use wsgate_frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 
 use super::{Direction, Limits};
 use crate::config::format_duration;
+use crate::failure::{self, Close};
 use crate::session::Session;
 
 /// The payload of the gateway's pings: it tells them apart from the peers' own in a capture.
@@ -37,13 +38,22 @@ pub(super) const PING_PAYLOAD: &[u8] = b"wsgate";
 /// The length of the gateway's longest ping: a 2-byte header, a masking key and the payload.
 pub(super) const MAX_PING_FRAME_LEN: usize = 2 + 4 + PING_PAYLOAD.len();
 
-/// What the tick asks of the pump writing to one peer.
+/// What a tick finds due for one output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Request {
+enum Due {
+    /// A ping, the output having been quiet for `pingInterval`.
+    Ping,
+    /// The idle close, nothing having been received for `idleTimeout`.
+    Close,
+}
+
+/// What the tick asks of the pump writing to one peer.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Request<'a> {
     /// Send a ping on the output, if it is on a frame boundary.
     Ping,
-    /// The session is idle: close the output with [`failure::idle`](crate::failure::idle) of this `idleTimeout`.
-    Close(Duration),
+    /// The session is idle: close the output with this keep-alive's [`Keepalive::idle_close`].
+    Close(&'a Keepalive),
 }
 
 const NONE: u8 = 0;
@@ -75,6 +85,11 @@ impl Keepalive {
         }))
     }
 
+    /// The close both peers of an idle session get.
+    pub(super) fn idle_close(&self) -> Close {
+        failure::idle(self.idle_timeout)
+    }
+
     /// How often the traffic is checked: a quarter of the shorter duration, so a close or a ping
     /// comes at most half of that duration after it is due.
     fn period(&self) -> Duration {
@@ -92,17 +107,17 @@ impl Keepalive {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let requests = watch.tick(Instant::now(), counts());
-            if requests == [None; 2] {
+            let due = watch.tick(Instant::now(), counts());
+            if due == [None; 2] {
                 continue;
             }
-            let closing = matches!(requests[0], Some(Request::Close(_)));
+            let closing = due[0] == Some(Due::Close);
             if closing {
                 info!(idle_timeout = %format_duration(self.idle_timeout), "closing the idle session");
             }
-            for (index, request) in requests.into_iter().enumerate() {
-                if let Some(request) = request {
-                    self.raise(index, request);
+            for (index, due) in due.into_iter().enumerate() {
+                if let Some(due) = due {
+                    self.raise(index, due);
                 }
             }
             // The pumps run in this task: waking it makes them poll again and find the requests.
@@ -113,12 +128,12 @@ impl Keepalive {
         }
     }
 
-    /// Raises `request` for the output at `index` (as [`output`] numbers them).
-    fn raise(&self, index: usize, request: Request) {
+    /// Raises a request for what is `due` on the output at `index` (as [`output`] numbers them).
+    fn raise(&self, index: usize, due: Due) {
         let cell = &self.requests[index];
-        match request {
-            Request::Close(_) => cell.store(CLOSE, Ordering::Relaxed),
-            Request::Ping => {
+        match due {
+            Due::Close => cell.store(CLOSE, Ordering::Relaxed),
+            Due::Ping => {
                 // A close already raised stays: it ends the session anyway.
                 let _ = cell.compare_exchange(NONE, PING, Ordering::Relaxed, Ordering::Relaxed);
             }
@@ -126,7 +141,7 @@ impl Keepalive {
     }
 
     /// Takes the request raised for the pump reading in `direction` (so writing to the other peer).
-    fn take(&self, direction: Direction) -> Option<Request> {
+    fn take(&self, direction: Direction) -> Option<Request<'_>> {
         let cell = &self.requests[output(direction)];
         // A plain load first: the swap, a locked instruction, only when something was raised.
         if cell.load(Ordering::Relaxed) == NONE {
@@ -134,7 +149,7 @@ impl Keepalive {
         }
         match cell.swap(NONE, Ordering::Relaxed) {
             PING => Some(Request::Ping),
-            CLOSE => Some(Request::Close(self.idle_timeout)),
+            CLOSE => Some(Request::Close(self)),
             _ => None,
         }
     }
@@ -147,7 +162,7 @@ impl Keepalive {
 /// This future registers no waker of its own: the tick that raises a request runs in the same task
 /// as the pumps and wakes that task right after, so the pump polls this again then; a pump busy
 /// writing finds the request when it next comes back to read.
-pub(super) fn requested(keepalive: Option<&Keepalive>, direction: Direction) -> impl Future<Output = Request> + '_ {
+pub(super) fn requested(keepalive: Option<&Keepalive>, direction: Direction) -> impl Future<Output = Request<'_>> + '_ {
     std::future::poll_fn(move |_| keepalive.and_then(|keepalive| keepalive.take(direction)).map_or(Poll::Pending, Poll::Ready))
 }
 
@@ -215,10 +230,10 @@ impl Watch {
         }
     }
 
-    /// The requests for the service's output and the client's, given the counters at `now`.
-    fn tick(&mut self, now: Instant, counts: Counts) -> [Option<Request>; 2] {
+    /// What is due on the service's output and the client's, given the counters at `now`.
+    fn tick(&mut self, now: Instant, counts: Counts) -> [Option<Due>; 2] {
         if self.received.observe(counts.from_client.wrapping_add(counts.to_client), now) >= self.idle_timeout {
-            return [Some(Request::Close(self.idle_timeout)); 2];
+            return [Some(Due::Close); 2];
         }
         let ping_interval = self.ping_interval;
         let ping = |output: &mut Still, count| {
@@ -226,7 +241,7 @@ impl Watch {
             // The ping itself is output: the next one is due a whole interval later.
             due.then(|| {
                 output.since = now;
-                Request::Ping
+                Due::Ping
             })
         };
         let [service, client] = &mut self.outputs;
@@ -295,14 +310,14 @@ mod tests {
         let start = Instant::now();
         let mut watch = Watch::new(100 * MS, Duration::MAX, start, counts(0, 0));
         assert_eq!(watch.tick(start + 99 * MS, counts(0, 0)), [None; 2]);
-        assert_eq!(watch.tick(start + 100 * MS, counts(0, 0)), [Some(Request::Close(100 * MS)); 2]);
+        assert_eq!(watch.tick(start + 100 * MS, counts(0, 0)), [Some(Due::Close); 2]);
 
         let mut watch = Watch::new(100 * MS, Duration::MAX, start, counts(0, 0));
         // Traffic either way counts, seen at the tick after it: the time-out starts again there.
         assert_eq!(watch.tick(start + 75 * MS, counts(10, 0)), [None; 2]);
         assert_eq!(watch.tick(start + 150 * MS, counts(10, 7)), [None; 2]);
         assert_eq!(watch.tick(start + 249 * MS, counts(10, 7)), [None; 2]);
-        assert_eq!(watch.tick(start + 250 * MS, counts(10, 7)), [Some(Request::Close(100 * MS)); 2]);
+        assert_eq!(watch.tick(start + 250 * MS, counts(10, 7)), [Some(Due::Close); 2]);
     }
 
     #[test]
@@ -310,14 +325,14 @@ mod tests {
         let start = Instant::now();
         let mut watch = Watch::new(Duration::MAX, 30 * MS, start, counts(0, 0));
         assert_eq!(watch.tick(start + 29 * MS, counts(0, 0)), [None; 2]);
-        assert_eq!(watch.tick(start + 30 * MS, counts(0, 0)), [Some(Request::Ping); 2]);
+        assert_eq!(watch.tick(start + 30 * MS, counts(0, 0)), [Some(Due::Ping); 2]);
         // The ping counts as output: the next is due an interval later, and only where the output
         // stayed quiet (here the service sent something to the client at 40 ms).
         assert_eq!(watch.tick(start + 45 * MS, counts(0, 5)), [None; 2]);
-        assert_eq!(watch.tick(start + 60 * MS, counts(0, 5)), [Some(Request::Ping), None]);
-        assert_eq!(watch.tick(start + 75 * MS, counts(0, 5)), [None, Some(Request::Ping)]);
+        assert_eq!(watch.tick(start + 60 * MS, counts(0, 5)), [Some(Due::Ping), None]);
+        assert_eq!(watch.tick(start + 75 * MS, counts(0, 5)), [None, Some(Due::Ping)]);
         // Never an idle close without idleTimeout, however long the session stays silent.
-        assert_eq!(watch.tick(start + Duration::from_secs(3600), counts(0, 5)), [Some(Request::Ping); 2]);
+        assert_eq!(watch.tick(start + Duration::from_secs(3600), counts(0, 5)), [Some(Due::Ping); 2]);
     }
 
     #[test]
@@ -327,7 +342,7 @@ mod tests {
         let (mut from_client, mut to_client) = (0, 0);
         for tick in 1..=40 {
             let requests = watch.tick(start + tick * 15 * MS, counts(from_client, to_client));
-            assert!(!requests.contains(&Some(Request::Close(100 * MS))), "closed at tick {tick}");
+            assert!(!requests.contains(&Some(Due::Close)), "closed at tick {tick}");
             // Each peer answers a ping with a 6-byte pong, which the relay forwards to the other peer.
             if requests[0].is_some() {
                 to_client += 8;
@@ -340,23 +355,24 @@ mod tests {
         // the last pongs were seen (at 585 ms).
         let silent = counts(from_client, to_client);
         for tick in 41..=45 {
-            assert!(!watch.tick(start + tick * 15 * MS, silent).contains(&Some(Request::Close(100 * MS))), "closed at tick {tick}");
+            assert!(!watch.tick(start + tick * 15 * MS, silent).contains(&Some(Due::Close)), "closed at tick {tick}");
         }
-        assert_eq!(watch.tick(start + 690 * MS, silent), [Some(Request::Close(100 * MS)); 2]);
+        assert_eq!(watch.tick(start + 690 * MS, silent), [Some(Due::Close); 2]);
     }
 
     #[test]
     fn a_request_is_taken_once_and_a_close_outranks_a_ping() {
         let limits = Limits { max_frame_size: 125, idle_timeout: Some(MS), ping_interval: Some(MS) };
         let Some(keepalive) = Keepalive::new(&limits) else { panic!("both keys are set") };
-        assert_eq!(keepalive.take(Direction::ClientToService), None);
-        keepalive.raise(output(Direction::ServiceToClient), Request::Ping);
-        assert_eq!(keepalive.take(Direction::ClientToService), None, "the ping is for the client's output");
-        assert_eq!(keepalive.take(Direction::ServiceToClient), Some(Request::Ping));
-        assert_eq!(keepalive.take(Direction::ServiceToClient), None, "taken once");
-        keepalive.raise(output(Direction::ClientToService), Request::Close(MS));
-        keepalive.raise(output(Direction::ClientToService), Request::Ping);
-        assert_eq!(keepalive.take(Direction::ClientToService), Some(Request::Close(MS)));
+        assert!(keepalive.take(Direction::ClientToService).is_none());
+        keepalive.raise(output(Direction::ServiceToClient), Due::Ping);
+        assert!(keepalive.take(Direction::ClientToService).is_none(), "the ping is for the client's output");
+        assert!(matches!(keepalive.take(Direction::ServiceToClient), Some(Request::Ping)));
+        assert!(keepalive.take(Direction::ServiceToClient).is_none(), "taken once");
+        keepalive.raise(output(Direction::ClientToService), Due::Close);
+        keepalive.raise(output(Direction::ClientToService), Due::Ping);
+        let Some(Request::Close(idle)) = keepalive.take(Direction::ClientToService) else { panic!("the close stays") };
+        assert_eq!(idle.idle_close().1, "Session idle for more than 1ms");
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //! | buffers, during a burst of large frames | a pooled 256 KiB buffer per busy direction, returned when a read smaller than 256 bytes ends the burst |
 //! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
-//! | keep-alive, `idleTimeout` and `pingInterval` unset | nothing: no timer, no state (a null pointer), its select branches disabled |
-//! | keep-alive, either set | per session: two small heap objects and one periodic timer (a quarter of the shorter duration) that compares the traffic counters above; per read: one more relaxed atomic load and the timer's poll, no reset; per ping: one write of 8 or 12 bytes |
+//! | keep-alive, `idleTimeout` and `pingInterval` unset | per read: nothing (its select branches are disabled); per session: no timer, no heap object, 120 bytes more in the session's task (`size_of_val` of `run`'s future: 1768 → 1888 bytes) |
+//! | keep-alive, either set | per session: two small heap objects and one periodic timer (a quarter of the shorter duration) that compares the traffic counters above; per read: one more relaxed atomic load and the timer's poll, no reset; per ping: one write of 8 or 12 bytes and a boxed future |
 //!
 //! With `idleTimeout` or `pingInterval` the gateway also speaks for itself while the session is
 //! open: `keepalive.rs` closes a session in which neither peer sent anything for `idleTimeout`, and
@@ -87,8 +87,9 @@ pub struct Limits {
 
 /// Relays `client` and `service` until both directions have ended.
 ///
-/// `mask` is the masking key for the close frames the gateway itself sends to the service.
-pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits: Limits, pool: &BufferPool, mask: [u8; 4]) {
+/// `mask` is the masking key for the close frames the gateway itself sends to the service. `limits`
+/// is borrowed: by value it would be held in every session's task, twice (rust-lang/rust#62958).
+pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits: &Limits, pool: &BufferPool, mask: [u8; 4]) {
     let (mut client_reader, mut client_writer) = client.split();
     let (mut service_reader, mut service_writer) = service.split();
     // Each pump may ask the other to close its output, when the peer it reads broke the rules.
@@ -97,9 +98,9 @@ pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits:
     // The pumps live here and their futures borrow them: a future that owned its pump would hold it
     // twice (rust-lang/rust#62958), which costs every session a few hundred bytes.
     let inputs_ended = AtomicU8::new(0);
-    let keepalive = Keepalive::new(&limits);
-    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, limits, pool, &inputs_ended);
-    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, limits, pool, &inputs_ended);
+    let keepalive = Keepalive::new(limits);
+    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, *limits, pool, &inputs_ended);
+    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, *limits, pool, &inputs_ended);
     let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump, keepalive.as_deref());
     let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump, keepalive.as_deref());
     // Boxed like the keep-alive itself: a session without one carries no timer in its task.
@@ -183,7 +184,7 @@ mod tests {
             }
             idle_for
         };
-        let ((), idle_for) = tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, limits, &pool, SESSION_KEY), peers) }).await.expect("the relay ended");
+        let ((), idle_for) = tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY), peers) }).await.expect("the relay ended");
         // Closed 200 ms after the last frame, give or take the 50 ms ticks (and a loaded machine).
         assert!(idle_for >= Duration::from_millis(200) - Duration::from_millis(50), "closed after {idle_for:?}");
         assert!(started.elapsed() < Duration::from_secs(2), "ended after {:?}", started.elapsed());
@@ -211,6 +212,6 @@ mod tests {
             assert_eq!((session.from_client.bytes(), session.to_client.bytes()), (0, 0));
             drop((client_remote, service_remote));
         };
-        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, limits, &pool, SESSION_KEY), peers) }).await.expect("the relay ended");
+        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY), peers) }).await.expect("the relay ended");
     }
 }
