@@ -19,7 +19,7 @@
 //! | per read | one scan of the frame headers in it, one `write_all`, two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
 //! | keep-alive, `idleTimeout` and `pingInterval` unset | per read: nothing (its select branches are disabled); per session: no timer, no heap object, 120 bytes more in the session's task (`size_of_val` of `run`'s future: 1768 → 1888 bytes) |
-//! | keep-alive, either set | per session: two small heap objects and one periodic timer (a quarter of the shorter duration) that compares the traffic counters above; per read: one more relaxed atomic load and the timer's poll, no reset; per ping: one write of 8 or 12 bytes and a boxed future |
+//! | keep-alive, either set | per session: two small heap objects and one periodic timer (a quarter of the shorter duration) that compares the traffic counters above; per read: one more relaxed atomic load and the timer's poll, no reset; per ping: one write of 8 or 12 bytes |
 //!
 //! With `idleTimeout` or `pingInterval` the gateway also speaks for itself while the session is
 //! open: `keepalive.rs` closes a session in which neither peer sent anything for `idleTimeout`, and

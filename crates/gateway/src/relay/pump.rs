@@ -119,11 +119,9 @@ where
                 }
                 request = keepalive::requested(keepalive, self.direction), if keepalive.is_some() => {
                     match request {
-                        // Boxed like the closes: a ping is rare, and its future would otherwise
-                        // take room in every session's task.
-                        Request::Ping => match Box::pin(self.ping()).await {
+                        Request::Ping => match self.ping().await {
                             Ok(()) => continue,
-                            Err(error) => return Box::pin(self.output_failed(error, outbox)).await,
+                            Err(error) => return self.output_failed(error, outbox).await,
                         },
                         Request::Close(keepalive) => {
                             Box::pin(self.close_output(keepalive.idle_close())).await;
@@ -155,7 +153,7 @@ where
             if scan.forward > 0 {
                 if let Err(error) = self.writer.write_all(&self.buffer.filled(read)[..scan.forward]).await {
                     self.buffer.advance(read, scan.forward);
-                    return Box::pin(self.output_failed(error, outbox)).await;
+                    return self.output_failed(error, outbox).await;
                 }
                 self.traffic.record(scan.forward as u64, self.scanner.messages());
                 trace!(direction, bytes = scan.forward, "forwarded");
