@@ -2,6 +2,7 @@
 //! status (MISSION §2).
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -9,6 +10,7 @@ use wsgate_frame::{CloseCode, Violation};
 
 use crate::auth::AuthError;
 use crate::body::{self, Body};
+use crate::config::format_duration;
 use crate::handshake::ServiceRefusal;
 use crate::limits::LimitExceeded;
 use crate::relay::Direction;
@@ -151,6 +153,13 @@ pub fn vanished(direction: Direction) -> Close {
     }
 }
 
+/// The close both peers get when neither sent anything for `timeout` (`server.webSocket.idleTimeout`):
+/// 1001, as the gateway, an endpoint of both connections, is going away from the session; nothing
+/// failed, so not 1011, and neither peer broke a rule, so not 1008.
+pub fn idle(timeout: Duration) -> Close {
+    (CloseCode::GOING_AWAY, format!("Session idle for more than {}", format_duration(timeout)).into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +253,8 @@ mod tests {
         assert_eq!((to_service.0, to_client.0), (1002, 1011));
         assert_eq!(vanished(Direction::ServiceToClient).0 .0, 1011);
         assert_eq!(vanished(Direction::ClientToService).0 .0, 1001);
+        let (code, reason) = idle(Duration::from_secs(30));
+        assert_eq!((code.0, reason.as_ref()), (1001, "Session idle for more than 30s"));
+        assert_eq!(idle(Duration::from_millis(1500)).1, "Session idle for more than 1500ms");
     }
 }

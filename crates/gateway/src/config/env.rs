@@ -25,6 +25,7 @@ pub(crate) const KEYS: &[&str] = &[
     "server.webSocket.errorMode",
     "server.webSocket.connectTimeout",
     "server.webSocket.idleTimeout",
+    "server.webSocket.pingInterval",
     "server.webSocket.maxFrameSize",
     "server.webSocket.allowedOrigins",
     "server.loadBalancing.strategy",

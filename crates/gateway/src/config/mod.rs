@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
+use tracing::warn;
 
 use crate::auth::OriginPolicy;
 use crate::balance::{BalancePolicy, UnknownStrategy};
@@ -26,6 +27,7 @@ use raw::RawConfig;
 
 pub use auth::{AuthConfig, DEFAULT_CACHE_TTL};
 pub use discovery::{EmbeddedRegistry, DEFAULT_REGISTRY_PORT};
+pub(crate) use units::format_duration;
 pub use wsgate_registry::ClientConfig as EurekaClientConfig;
 
 /// The default `server.port`.
@@ -80,6 +82,12 @@ pub struct WebSocketConfig {
     pub max_frame_size: u64,
     /// `allowedOrigins`: the browser origins that may open sessions.
     pub allowed_origins: OriginPolicy,
+    /// `idleTimeout`: a session in which neither peer sent anything for this long is closed; `None`
+    /// keeps quiet sessions open.
+    pub idle_timeout: Option<Duration>,
+    /// `pingInterval`: a peer the gateway has sent nothing to for this long gets a ping; `None`
+    /// sends no pings of the gateway's own.
+    pub ping_interval: Option<Duration>,
 }
 
 /// `server.limits.*`, validated: how many WebSocket sessions may be open at once.
@@ -266,6 +274,18 @@ impl Config {
             None => OriginPolicy::Any,
             Some(list) => OriginPolicy::parse(&list).map_err(|error| invalid("server.webSocket.allowedOrigins", error.to_string()))?,
         };
+        let idle_timeout = optional_duration("server.webSocket.idleTimeout", ws.idle_timeout.as_deref())?;
+        let ping_interval = optional_duration("server.webSocket.pingInterval", ws.ping_interval.as_deref())?;
+        if let (Some(idle), Some(ping)) = (idle_timeout, ping_interval) {
+            // Allowed: such pings still keep the quiet direction of a busy session alive (NAT, proxies).
+            if ping >= idle {
+                warn!(
+                    "server.webSocket.pingInterval ({}) is not shorter than server.webSocket.idleTimeout ({}): the gateway's pings will not keep silent sessions open",
+                    units::format_duration(ping),
+                    units::format_duration(idle)
+                );
+            }
+        }
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
         let auth = auth::auth(raw.server.auth, base)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
@@ -278,7 +298,7 @@ impl Config {
             limits,
             tls,
             service_tls,
-            websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size, allowed_origins },
+            websocket: WebSocketConfig { subprotocols, error_mode, connect_timeout, max_frame_size, allowed_origins, idle_timeout, ping_interval },
             load_balancing,
             auth,
             services,
@@ -337,6 +357,15 @@ fn session_count(key: &str, value: Option<raw::Scalar>) -> Result<Option<usize>,
     }
 }
 
+/// A duration key without a default: unset, or greater than zero.
+fn optional_duration(key: &str, text: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    let Some(text) = text else { return Ok(None) };
+    match units::parse_duration(text).filter(|d| !d.is_zero()) {
+        Some(duration) => Ok(Some(duration)),
+        None => Err(invalid(key, format!("`{text}` is not a duration greater than zero, such as 500ms, 30s or 5m"))),
+    }
+}
+
 fn invalid(key: &str, message: String) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), message }
 }
@@ -349,9 +378,6 @@ fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
     let unbuilt_files = [("server.ssl.keyStore", KEYSTORE, &ssl.key_store), ("server.ssl.keyStorePassword", KEYSTORE, &ssl.key_store_password)];
     if let Some((key, feature, _)) = unbuilt_files.iter().find(|(_, _, value)| value.is_some()) {
         return not_built(key, feature, "unset");
-    }
-    if raw.server.web_socket.idle_timeout.is_some() {
-        return not_built("server.webSocket.idleTimeout", "the idle time-out", "unset");
     }
     Ok(())
 }
@@ -446,6 +472,7 @@ services:
         assert_eq!(config.websocket.max_frame_size, 16 << 20);
         assert_eq!((config.max_http_header_size, config.handshake_timeout), (32 << 10, Duration::from_secs(10)));
         assert_eq!(config.limits, LimitsConfig { max_sessions: None, max_sessions_per_client: 1000, max_sessions_per_service: None });
+        assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (None, None));
         assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::RoundRobin, retries: 2, eject_for: Duration::from_secs(30) });
     }
 
@@ -458,6 +485,15 @@ services:
         assert_eq!(from_env.websocket.allowed_origins, OriginPolicy::Only(vec!["https://a.example".into(), "https://b.example:8443".into()]));
         let error = parse("server: {webSocket: {allowedOrigins: 'https://a.example/app'}}", &[]).unwrap_err().to_string();
         assert!(error.starts_with("server.webSocket.allowedOrigins: `https://a.example/app`"), "{error}");
+    }
+
+    #[test]
+    fn idle_timeout_and_ping_interval() {
+        let config = parse("server: {webSocket: {idleTimeout: 5m, pingInterval: 30s}}", &[]).unwrap();
+        assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (Some(Duration::from_secs(300)), Some(Duration::from_secs(30))));
+        let vars = [("SERVER_WEBSOCKET_IDLETIMEOUT", "1500ms"), ("SERVER_WEBSOCKET_PINGINTERVAL", "2s")];
+        let config = parse("", &vars).unwrap();
+        assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (Some(Duration::from_millis(1500)), Some(Duration::from_secs(2))));
     }
 
     #[test]
@@ -499,6 +535,10 @@ services:
             ("server: {loadBalancing: {ejectFor: a while}}", "server.loadBalancing.ejectFor"),
             ("server: {webSocket: {maxFrameSize: huge}}", "server.webSocket.maxFrameSize"),
             ("server: {webSocket: {maxFrameSize: 100}}", "server.webSocket.maxFrameSize"),
+            ("server: {webSocket: {idleTimeout: 0s}}", "server.webSocket.idleTimeout"),
+            ("server: {webSocket: {idleTimeout: soon}}", "server.webSocket.idleTimeout"),
+            ("server: {webSocket: {pingInterval: 0ms}}", "server.webSocket.pingInterval"),
+            ("server: {webSocket: {pingInterval: often}}", "server.webSocket.pingInterval"),
             ("server: {address: localhost.example}", "server.address"),
             ("server: {maxHttpHeaderSize: large}", "server.maxHttpHeaderSize"),
             ("server: {maxHttpHeaderSize: 8KiB}", "server.maxHttpHeaderSize"),
@@ -560,7 +600,6 @@ services:
     fn features_of_later_versions_are_refused_clearly() {
         for (text, key) in [
             ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
-            ("server: {webSocket: {idleTimeout: 5m}}", "server.webSocket.idleTimeout"),
         ] {
             let error = parse(text, &[]).unwrap_err();
             assert!(matches!(error, ConfigError::NotBuiltYet { .. }), "{error}");

@@ -79,6 +79,7 @@ pub(crate) struct RawWebSocket {
     pub error_mode: Option<String>,
     pub connect_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub ping_interval: Option<String>,
     pub max_frame_size: Option<Scalar>,
     #[serde(deserialize_with = "comma_list")]
     pub allowed_origins: Option<Vec<String>>,

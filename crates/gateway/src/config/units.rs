@@ -18,6 +18,19 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     number.checked_mul(millis_per_unit).map(Duration::from_millis)
 }
 
+/// Writes a duration the way the config file does, in the largest unit that keeps it whole (`1500ms`,
+/// `30s`, `5m`, `1h`), so a message quotes the value the operator wrote.
+pub(crate) fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    for (unit, suffix) in [(3_600_000, "h"), (60_000, "m"), (1_000, "s")] {
+        let (whole, rest) = (millis / unit, millis % unit);
+        if whole > 0 && rest == 0 {
+            return format!("{whole}{suffix}");
+        }
+    }
+    format!("{millis}ms")
+}
+
 /// Parses a size such as `125`, `64KiB`, `16MiB`, `1GiB` (also `KB`/`MB`/`GB`, as powers of 1000).
 pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -50,6 +63,15 @@ mod tests {
         assert_eq!(parse_duration("5 parsecs"), None);
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn durations_are_written_back_in_their_largest_whole_unit() {
+        for text in ["500ms", "1500ms", "1s", "30s", "90s", "5m", "1h", "0ms"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
     }
 
     #[test]

@@ -168,6 +168,16 @@ impl AsyncWrite for Writer<'_> {
     }
 }
 
+/// A connected pair of loopback sockets for tests: the gateway's end as a [`Peer`], and the remote
+/// peer's end.
+#[cfg(test)]
+pub(super) async fn tcp_pair() -> (Peer, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind on loopback");
+    let remote = TcpStream::connect(listener.local_addr().expect("bound address")).await.expect("connect on loopback");
+    let (stream, _) = listener.accept().await.expect("accept on loopback");
+    (Peer::tcp(stream, Bytes::new()), remote)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! One direction of the relay: read, scan, write, repeat.
 
+use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -8,6 +9,7 @@ use tracing::{debug, trace};
 use wsgate_frame::{encode_close, FrameScanner, Origin, MAX_CLOSE_FRAME_LEN};
 
 use super::buffer::{BufferPool, RelayBuffer};
+use super::keepalive::{self, encode_ping, fresh_mask, Keepalive, Request, MAX_PING_FRAME_LEN};
 use super::peer::Writer;
 use super::{Direction, Limits, LINGER};
 use crate::failure::{self, Close};
@@ -26,6 +28,8 @@ pub(super) enum End {
     OutputLost,
     /// The other direction asked this one to close its output.
     Stopped,
+    /// Neither peer sent anything for `idleTimeout`: the gateway closed the output.
+    Idle,
     /// The relay stopped waiting for this direction.
     Abandoned,
 }
@@ -92,15 +96,18 @@ where
         }
     }
 
-    /// Pumps until the peer's connection ends, the peer breaks the rules, or the other direction asks
-    /// (through `inbox`) for a close on this pump's output. Asks the other direction through `outbox`
-    /// when its output must be closed.
-    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>) -> End {
+    /// Pumps until the peer's connection ends, the peer breaks the rules, the other direction asks
+    /// (through `inbox`) for a close on this pump's output, or the session's `keepalive` finds it
+    /// idle. Asks the other direction through `outbox` when its output must be closed. Sends the
+    /// pings `keepalive` asks for.
+    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>, keepalive: Option<&Keepalive>) -> End {
         let direction = self.direction.label();
         let mut inbox = Some(inbox);
         loop {
             let read = tokio::select! {
                 // A close request comes first: it only arrives when the session is ending anyway.
+                // Then the keep-alive's, which never wait for the input; without a keep-alive that
+                // branch is not even polled.
                 biased;
                 request = next_request(&mut inbox) => {
                     inbox = None;
@@ -109,6 +116,19 @@ where
                     Box::pin(self.close_output(close)).await;
                     Box::pin(self.discard_until_close()).await;
                     return End::Stopped;
+                }
+                request = keepalive::requested(keepalive, self.direction), if keepalive.is_some() => {
+                    match request {
+                        Request::Ping => match self.ping().await {
+                            Ok(()) => continue,
+                            Err(error) => return self.output_failed(error, outbox).await,
+                        },
+                        Request::Close(keepalive) => {
+                            Box::pin(self.close_output(keepalive.idle_close())).await;
+                            Box::pin(self.discard_until_close()).await;
+                            return End::Idle;
+                        }
+                    }
                 }
                 read = self.reader.read(self.buffer.space()) => read,
             };
@@ -139,12 +159,8 @@ where
                     Err(error) => Err(error),
                 };
                 if let Err(error) = written {
-                    debug!(direction, %error, "writing failed");
-                    // The peer this pump writes to is gone: the other pump tells its own peer.
-                    let _ = outbox.send(failure::vanished(self.direction.reverse()));
                     self.buffer.advance(read, scan.forward);
-                    Box::pin(self.discard_until_close()).await;
-                    return End::OutputLost;
+                    return self.output_failed(error, outbox).await;
                 }
                 self.traffic.record(scan.forward as u64, self.scanner.messages());
                 trace!(direction, bytes = scan.forward, "forwarded");
@@ -168,6 +184,31 @@ where
             }
             self.buffer.advance(read, scan.forward);
         }
+    }
+
+    /// After writing to the output failed: the peer this pump writes to is gone, so the other pump
+    /// tells its own peer, and this one reads what its peer still sends.
+    async fn output_failed(&mut self, error: io::Error, outbox: oneshot::Sender<Close>) -> End {
+        debug!(direction = self.direction.label(), %error, "writing failed");
+        let _ = outbox.send(failure::vanished(self.direction.reverse()));
+        Box::pin(self.discard_until_close()).await;
+        End::OutputLost
+    }
+
+    /// Sends one of the gateway's pings on the output (with a fresh masking key towards the service),
+    /// if it is on a frame boundary and no close has passed there. Inside a frame there is no room
+    /// for one: the output is waiting for the rest of that frame.
+    async fn ping(&mut self) -> io::Result<()> {
+        let direction = self.direction.label();
+        if !self.scanner.at_frame_boundary() || self.close_seen {
+            debug!(direction, "no ping: the output is inside a frame or closed");
+            return Ok(());
+        }
+        let mut frame = [0u8; MAX_PING_FRAME_LEN];
+        let len = encode_ping(self.mask.map(|_| fresh_mask()), &mut frame);
+        self.writer.write_all(&frame[..len]).await?;
+        debug!(direction, "ping sent");
+        Ok(())
     }
 
     /// Counts this pump's input as ended; returns how many inputs have ended, this one included.
@@ -223,12 +264,15 @@ async fn next_request(inbox: &mut Option<oneshot::Receiver<Close>>) -> Result<Cl
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::io;
     use std::pin::Pin;
     use std::task::{Context, Poll};
     use std::time::Duration;
+    use tokio::io::AsyncReadExt;
     use tokio::sync::watch;
+
+    use super::super::peer::tcp_pair;
+    use super::*;
 
     /// An output that, like a TLS connection whose socket was full, keeps what it is given until
     /// it is flushed.
@@ -267,13 +311,13 @@ mod tests {
         let (delivered, mut seen) = watch::channel(Vec::new());
         let mut output = Holding { pending: Vec::new(), delivered };
         let (traffic, pool, inputs_ended) = (Traffic::default(), BufferPool::default(), AtomicU8::new(0));
-        let limits = Limits { max_frame_size: 1 << 20 };
+        let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
         let mut pump = Pump::new(Direction::ServiceToClient, (&mut input, &mut output), None, &traffic, limits, &pool, &inputs_ended);
         let (_ask, inbox) = oneshot::channel();
         let (outbox, _asked) = oneshot::channel();
         let frame = b"\x81\x05hello";
         service.write_all(frame).await.unwrap();
-        let run = pump.run(inbox, outbox);
+        let run = pump.run(inbox, outbox, None);
         tokio::pin!(run);
         // The service sends nothing more: the frame must reach the client all the same.
         let arrived = tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|delivered| delivered.len() == frame.len()));
@@ -281,5 +325,56 @@ mod tests {
             end = &mut run => panic!("the pump ended: {end:?}"),
             arrived = arrived => assert_eq!(*arrived.expect("the frame was held back").unwrap(), frame.to_vec()),
         }
+    }
+
+    #[tokio::test]
+    async fn a_ping_waits_for_a_frame_boundary_and_never_follows_a_close() {
+        let (mut input, _input_remote) = tcp_pair().await;
+        let (mut output, mut remote) = tcp_pair().await;
+        let ((mut reader, _), (_, mut writer)) = (input.split(), output.split());
+        let (traffic, pool, inputs_ended) = (Traffic::default(), BufferPool::default(), AtomicU8::new(0));
+        let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
+        let mut pump = Pump::new(Direction::ServiceToClient, (&mut reader, &mut writer), None, &traffic, limits, &pool, &inputs_ended);
+        // The header and 3 bytes of a 10-byte frame have been forwarded: no room for a ping.
+        pump.scanner.scan(&[0x81, 10, b'a', b'b', b'c']);
+        pump.ping().await.unwrap();
+        // The frame's last 7 bytes: now the output is between frames.
+        pump.scanner.scan(b"defghij");
+        pump.ping().await.unwrap();
+        pump.close_seen = true;
+        pump.ping().await.unwrap();
+        pump.writer.shutdown().await.unwrap();
+        let mut written = Vec::new();
+        remote.read_to_end(&mut written).await.unwrap();
+        assert_eq!(written, b"\x89\x06wsgate", "one unmasked ping, sent at the frame boundary only");
+    }
+
+    #[tokio::test]
+    async fn pings_towards_the_service_are_masked_with_a_fresh_key_each() {
+        let (mut input, _input_remote) = tcp_pair().await;
+        let (mut output, mut remote) = tcp_pair().await;
+        let ((mut reader, _), (_, mut writer)) = (input.split(), output.split());
+        let (traffic, pool, inputs_ended) = (Traffic::default(), BufferPool::default(), AtomicU8::new(0));
+        let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
+        let session_key = [1, 2, 3, 4];
+        let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), Some(session_key), &traffic, limits, &pool, &inputs_ended);
+        pump.ping().await.unwrap();
+        pump.ping().await.unwrap();
+        pump.writer.shutdown().await.unwrap();
+        let mut written = Vec::new();
+        remote.read_to_end(&mut written).await.unwrap();
+        assert_eq!(written.len(), 2 * MAX_PING_FRAME_LEN);
+        let keys: Vec<[u8; 4]> = written
+            .chunks(MAX_PING_FRAME_LEN)
+            .map(|frame| {
+                assert_eq!(frame[..2], [0x89, 0x86], "a masked ping with 6 bytes of payload");
+                let key = [frame[2], frame[3], frame[4], frame[5]];
+                let payload: Vec<u8> = frame[6..].iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
+                assert_eq!(payload, b"wsgate");
+                key
+            })
+            .collect();
+        assert_ne!(keys[0], keys[1]);
+        assert!(!keys.contains(&session_key), "not the session's key for closes");
     }
 }

@@ -18,7 +18,7 @@ use crate::session::Traffic;
 pub async fn refuse(mut client: Peer, close: Close) {
     let (mut reader, mut writer) = client.split();
     let traffic = Traffic::default();
-    let limits = Limits { max_frame_size: u64::MAX };
+    let limits = Limits { max_frame_size: u64::MAX, idle_timeout: None, ping_interval: None };
     // A pump that reads the client's frames and whose output is the client itself.
     let pool = BufferPool::default();
     let inputs_ended = AtomicU8::new(0);
