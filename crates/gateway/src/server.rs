@@ -34,7 +34,7 @@ use crate::proxy::HttpProxy;
 use crate::relay::BufferPool;
 use crate::route::RouteTable;
 use crate::session::SessionTable;
-use crate::tls::{self, ReadAhead, TlsError};
+use crate::tls::{self, ReadAhead, ServerIdentity, TlsError};
 use crate::worker::Listeners;
 use crate::websocket;
 
@@ -99,6 +99,8 @@ pub struct Gateway {
     directory: Arc<ServiceDirectory>,
     registry: Option<RegistryListener>,
     eureka: Option<EurekaSource>,
+    /// The client-facing certificate, when TLS is on.
+    identity: Option<Arc<ServerIdentity>>,
 }
 
 impl Gateway {
@@ -113,7 +115,8 @@ impl Gateway {
     /// be bound or its state file cannot be read, [`GatewayError::Eureka`] when a Eureka service URL
     /// is not usable.
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
-        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let identity = config.tls.map(ServerIdentity::load).transpose()?.map(Arc::new);
+        let tls = identity.clone().map(tls::server_config).transpose()?;
         let listeners = Listeners::bind(config.listen).map_err(|source| GatewayError::Bind { address: config.listen, source })?;
         let port = listeners.local_addr().port();
         let directory = Arc::new(ServiceDirectory::new());
@@ -136,7 +139,7 @@ impl Gateway {
             tls,
             directory: Arc::clone(&directory),
         };
-        Ok(Gateway { listeners, shared: Arc::new(shared), directory, registry, eureka })
+        Ok(Gateway { listeners, shared: Arc::new(shared), directory, registry, eureka, identity })
     }
 
     /// The address the gateway listens on.
@@ -152,6 +155,12 @@ impl Gateway {
     /// The service directory, for sources that add services at run time.
     pub fn directory(&self) -> Arc<ServiceDirectory> {
         Arc::clone(&self.directory)
+    }
+
+    /// The client-facing TLS certificate, when TLS is on: [`ServerIdentity::reload`] makes new
+    /// handshakes use the files' current contents.
+    pub fn tls_identity(&self) -> Option<Arc<ServerIdentity>> {
+        self.identity.clone()
     }
 
     /// The open sessions.

@@ -27,13 +27,16 @@ const REGISTRATION_WAIT: Duration = Duration::from_secs(10);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(address: IpAddr, port: u16, registry_port: u16) -> Result<(), Failure> {
-    let mut config = Config::load(None, std::env::vars()).map_err(|error| Failure::Usage(error.to_string()))?;
+    // Plain ws and http unless the environment names a certificate: the demo has none of its own yet.
+    let vars = std::iter::once(("SERVER_SSL_ENABLED".to_owned(), "false".to_owned())).chain(std::env::vars());
+    let mut config = Config::load(None, vars).map_err(|error| Failure::Usage(error.to_string()))?;
     config.listen = SocketAddr::new(address, port);
     let Some(embedded) = config.embedded.as_mut() else {
         return Err(Failure::Usage("wsgate demo needs the embedded registry (unset DISCOVERY_EMBEDDED_ENABLED)".to_owned()));
     };
     embedded.port = registry_port;
     let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
+    let reload = tokio::spawn(signal::reload_on_hangup(gateway.tls_identity()));
     let at = gateway.local_addr();
     let registry_at = gateway.registry_addr().ok_or_else(|| Failure::Runtime("the embedded registry did not start".to_owned()))?;
     let eureka_url = format!("http://{}/eureka", reachable(registry_at));
@@ -95,6 +98,7 @@ pub(crate) async fn run(address: IpAddr, port: u16, registry_port: u16) -> Resul
         );
     };
     let (served, ()) = tokio::join!(gateway.serve(shutdown), ready);
+    reload.abort();
     served.map_err(|error| Failure::Runtime(error.to_string()))
 }
 

@@ -87,9 +87,11 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref(), std::env::vars()).map_err(|error| Failure::Usage(error.to_string()))?;
             let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
+            let reload = tokio::spawn(signal::reload_on_hangup(gateway.tls_identity()));
             announce(gateway.local_addr(), gateway.registry_addr(), &[]);
-            gateway.serve(signal::stop()).await.map_err(|error| Failure::Runtime(error.to_string()))?;
-            Ok(())
+            let served = gateway.serve(signal::stop()).await;
+            reload.abort();
+            served.map_err(|error| Failure::Runtime(error.to_string()))
         }
         Command::Demo { address, port, registry_port } => demo::run(address, port, registry_port).await,
     }

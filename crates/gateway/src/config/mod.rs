@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use crate::balance::{BalancePolicy, UnknownStrategy};
 use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
-use crate::tls::TlsFiles;
+use crate::tls::{Password, TlsFiles};
 use raw::RawConfig;
 
 pub use discovery::{EmbeddedRegistry, DEFAULT_REGISTRY_PORT};
@@ -73,8 +73,8 @@ pub struct WebSocketConfig {
 pub struct Config {
     /// `server.address` and `server.port`.
     pub listen: SocketAddr,
-    /// `server.ssl.certificate` and `certificateKey` when `server.ssl.enabled`: the client-facing
-    /// TLS identity; `None` serves plain ws and http.
+    /// `server.ssl.certificate` and `certificateKey`, or `keyStore` and `keyStorePassword`, when
+    /// `server.ssl.enabled` (the default): the client-facing TLS identity; `None` serves plain ws and http.
     pub tls: Option<TlsFiles>,
     /// `server.webSocket.*`.
     pub websocket: WebSocketConfig,
@@ -220,16 +220,36 @@ impl Config {
     }
 }
 
-/// The TLS identity files, required when `server.ssl.enabled` is true.
+/// The TLS identity files when `server.ssl.enabled` (the default) is true: PEM files or a PKCS#12 keystore,
+/// never both.
 fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigError> {
-    if ssl.enabled != Some(true) {
+    if ssl.enabled == Some(false) {
         return Ok(None);
     }
-    let file = |key: &str, value: &Option<String>| match value.as_deref().map(str::trim) {
-        Some(name) if !name.is_empty() => Ok(base.join(name)),
-        _ => Err(invalid(key, "is required when server.ssl.enabled is true: the path of a PEM file".into())),
-    };
-    Ok(Some(TlsFiles { certificate: file("server.ssl.certificate", &ssl.certificate)?, key: file("server.ssl.certificateKey", &ssl.certificate_key)? }))
+    let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
+    let (certificate, key, key_store) = (file(&ssl.certificate), file(&ssl.certificate_key), file(&ssl.key_store));
+    let default = if ssl.enabled.is_some() { "" } else { " (the default)" };
+    match (certificate, key, key_store) {
+        (None, None, None) => Err(invalid(
+            "server.ssl.enabled",
+            format!("is true{default} but no certificate is configured: set server.ssl.certificate and server.ssl.certificateKey (PEM files) or server.ssl.keyStore and server.ssl.keyStorePassword (PKCS#12), or set server.ssl.enabled: false to serve plain ws and http"),
+        )),
+        (None, None, Some(path)) => {
+            let password = ssl.key_store_password.clone().ok_or_else(|| {
+                invalid("server.ssl.keyStorePassword", "is required with server.ssl.keyStore (write \"\" for a keystore without a password)".into())
+            })?;
+            Ok(Some(TlsFiles::KeyStore { path, password: Password::new(password) }))
+        }
+        (_, _, Some(_)) => Err(invalid("server.ssl.keyStore", "set either server.ssl.keyStore (PKCS#12) or server.ssl.certificate and certificateKey (PEM), not both".into())),
+        (Some(certificate), Some(key), None) => {
+            if ssl.key_store_password.is_some() {
+                return Err(invalid("server.ssl.keyStorePassword", "is only used with server.ssl.keyStore, which is not set".into()));
+            }
+            Ok(Some(TlsFiles::Pem { certificate, key }))
+        }
+        (None, Some(_), None) => Err(invalid("server.ssl.certificate", "is required with server.ssl.certificateKey: the path of a PEM file".into())),
+        (Some(_), None, None) => Err(invalid("server.ssl.certificateKey", "is required with server.ssl.certificate: the path of a PEM file".into())),
+    }
 }
 
 /// `server.loadBalancing.*`, with defaults for the keys not written.
@@ -255,15 +275,9 @@ fn invalid(key: &str, message: String) -> ConfigError {
 fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
     let ssl = &raw.server.ssl;
     let not_built = |key, feature, default| Err(ConfigError::NotBuiltYet { key, feature, default });
-    const KEYSTORE: &str = "PKCS#12 keystores (use server.ssl.certificate and certificateKey)";
     const TLS_TO_SERVICES: &str = "TLS towards services (wss/https)";
-    let unbuilt_files = [
-        ("server.ssl.keyStore", KEYSTORE, &ssl.key_store),
-        ("server.ssl.keyStorePassword", KEYSTORE, &ssl.key_store_password),
-        ("server.ssl.trustStore", TLS_TO_SERVICES, &ssl.trust_store),
-    ];
-    if let Some((key, feature, _)) = unbuilt_files.iter().find(|(_, _, value)| value.is_some()) {
-        return not_built(key, feature, "unset");
+    if ssl.trust_store.is_some() {
+        return not_built("server.ssl.trustStore", TLS_TO_SERVICES, "unset");
     }
     if ssl.verify_services == Some(false) {
         return not_built("server.ssl.verifyServices", TLS_TO_SERVICES, "true");
@@ -304,6 +318,11 @@ mod tests {
     fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
         Config::parse(text, Path::new("test.yml"), vars)
+    }
+
+    /// [`parse`] with TLS, on by default, turned off from the environment.
+    fn plain(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        parse(text, &[&[("SERVER_SSL_ENABLED", "false")], vars].concat())
     }
 
     const FULL: &str = r#"
@@ -351,7 +370,7 @@ services:
 
     #[test]
     fn defaults() {
-        let config = parse("", &[]).unwrap();
+        let config = plain("", &[]).unwrap();
         assert_eq!(config.listen.port(), DEFAULT_PORT);
         assert_eq!(config.websocket.subprotocols, SubprotocolPolicy::Only(vec!["v12.stomp".into(), "v11.stomp".into()]));
         assert_eq!(config.websocket.error_mode, ErrorMode::CloseCode);
@@ -365,7 +384,7 @@ services:
         let config = parse(FULL, &[("SERVER_WEBSOCKET_SUPPORTEDPROTOCOLS", "v12.stomp,v11.stomp,wamp"), ("SERVER_PORT", "10999")]).unwrap();
         assert_eq!(config.websocket.subprotocols, SubprotocolPolicy::Only(vec!["v12.stomp".into(), "v11.stomp".into(), "wamp".into()]));
         assert_eq!(config.listen.port(), 10999);
-        let any = parse("", &[("server_websocket_supportedprotocols", "*")]).unwrap();
+        let any = plain("", &[("server_websocket_supportedprotocols", "*")]).unwrap();
         assert_eq!(any.websocket.subprotocols, SubprotocolPolicy::Any);
         let error = parse("", &[("SERVER_PORT", "many")]).unwrap_err().to_string();
         assert!(error.contains("SERVER_PORT"), "{error}");
@@ -400,21 +419,49 @@ services:
             ("server: {webSocket: {maxFrameSize: huge}}", "server.webSocket.maxFrameSize"),
             ("server: {webSocket: {maxFrameSize: 100}}", "server.webSocket.maxFrameSize"),
             ("server: {address: localhost.example}", "server.address"),
-            ("server: {ssl: {enabled: true, certificateKey: key.pem}}", "server.ssl.certificate"),
-            ("server: {ssl: {enabled: true, certificate: cert.pem}}", "server.ssl.certificateKey"),
         ] {
-            let error = parse(text, &[]).unwrap_err().to_string();
+            let error = plain(text, &[]).unwrap_err().to_string();
             assert!(error.starts_with(key), "{error}");
         }
+    }
+
+    #[test]
+    fn tls_is_on_by_default_and_then_needs_one_identity() {
+        let error = parse("", &[]).unwrap_err().to_string();
+        assert!(error.starts_with("server.ssl.enabled: is true (the default) but no certificate"), "{error}");
+        for key in ["server.ssl.certificate and server.ssl.certificateKey", "server.ssl.keyStore", "server.ssl.enabled: false"] {
+            assert!(error.contains(key), "{error}");
+        }
+        for (text, key) in [
+            ("server: {ssl: {enabled: true}}", "server.ssl.enabled"),
+            ("server: {ssl: {certificateKey: key.pem}}", "server.ssl.certificate"),
+            ("server: {ssl: {enabled: true, certificate: cert.pem}}", "server.ssl.certificateKey"),
+            ("server: {ssl: {keyStore: gw.p12}}", "server.ssl.keyStorePassword"),
+            ("server: {ssl: {certificate: c.pem, certificateKey: k.pem, keyStorePassword: x}}", "server.ssl.keyStorePassword"),
+            ("server: {ssl: {keyStore: gw.p12, keyStorePassword: x, certificate: c.pem}}", "server.ssl.keyStore"),
+            ("server: {ssl: {keyStore: gw.p12, keyStorePassword: x, certificateKey: k.pem}}", "server.ssl.keyStore"),
+        ] {
+            let error = parse(text, &[]).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("{key}: ")), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_keystore_is_relative_to_the_config_file_and_its_password_can_come_from_the_environment() {
+        let text = "server: {ssl: {keyStore: tls/gateway.p12}}";
+        // Passwords stay text, also when they look like numbers.
+        let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), [("SERVER_SSL_KEYSTOREPASSWORD".to_owned(), "0123".to_owned())]).unwrap();
+        assert_eq!(config.tls, Some(TlsFiles::KeyStore { path: "/srv/gw/tls/gateway.p12".into(), password: Password::new("0123".into()) }));
+        let empty = parse("server: {ssl: {keyStore: /etc/gw.p12, keyStorePassword: ''}}", &[]).unwrap();
+        assert_eq!(empty.tls, Some(TlsFiles::KeyStore { path: "/etc/gw.p12".into(), password: Password::new(String::new()) }));
+        assert!(!format!("{:?}", config.tls).contains("0123"), "the password must not reach Debug output");
     }
 
     #[test]
     fn tls_files_are_relative_to_the_config_file_and_only_used_when_enabled() {
         let text = "server: {ssl: {enabled: true, certificate: tls/cert.pem, certificateKey: /etc/wsgate/key.pem}}";
         let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), []).unwrap();
-        let files = config.tls.unwrap();
-        assert_eq!(files.certificate, Path::new("/srv/gw/tls/cert.pem"));
-        assert_eq!(files.key, Path::new("/etc/wsgate/key.pem"));
+        assert_eq!(config.tls, Some(TlsFiles::Pem { certificate: "/srv/gw/tls/cert.pem".into(), key: "/etc/wsgate/key.pem".into() }));
         let disabled = parse("server: {ssl: {enabled: false, certificate: c.pem, certificateKey: k.pem}}", &[]).unwrap();
         assert_eq!(disabled.tls, None);
     }
@@ -422,7 +469,6 @@ services:
     #[test]
     fn features_of_later_versions_are_refused_clearly() {
         for (text, key) in [
-            ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
             ("server: {ssl: {trustStore: ca.pem}}", "server.ssl.trustStore"),
             ("server: {webSocket: {idleTimeout: 5m}}", "server.webSocket.idleTimeout"),
         ] {
