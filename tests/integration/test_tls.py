@@ -249,13 +249,16 @@ def test_openssl_keystore_serves_wss_and_https(kind, expected, keystores, log_di
         gw.child.stop()
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["keytool", "keytool-legacy"])
-def test_keytool_keystore_serves_wss(legacy, tmp_path, log_dir, demo):
-    """A keystore as Zowe makes its own: `keytool -genkeypair` with an RSA key (JDK defaults, or the legacy
-    algorithms of older JDKs), a self-signed certificate that the client trusts as exported by keytool."""
+@pytest.mark.parametrize("legacy", [False, True], ids=["jdk-defaults", "jdk-legacy"])
+@pytest.mark.parametrize("algorithm", ["RSA", "EC"])
+def test_keytool_keystore_serves_wss(algorithm, legacy, tmp_path, log_dir, demo):
+    """A keystore as Zowe makes its own: `keytool -genkeypair` (JDK defaults, or the legacy algorithms of
+    older JDKs), a self-signed certificate that the client trusts as exported by keytool. keytool writes
+    EC keys without their public key, which the gateway takes from the certificate."""
     store, exported = tmp_path / "zowe.p12", tmp_path / "zowe.pem"
     java_options = ["-J-Dkeystore.pkcs12.legacy"] if legacy else []
-    tool("keytool", *java_options, "-genkeypair", "-alias", "localhost", "-keyalg", "RSA", "-keysize", "2048",
+    key_options = ["-keyalg", "RSA", "-keysize", "2048"] if algorithm == "RSA" else ["-keyalg", "EC", "-groupname", "secp256r1"]
+    tool("keytool", *java_options, "-genkeypair", "-alias", "localhost", *key_options,
          "-dname", "CN=localhost, OU=API Mediation Layer, O=Zowe Sample", "-ext", "SAN=dns:localhost,ip:127.0.0.1",
          "-validity", "2", "-storetype", "PKCS12", "-keystore", store, "-storepass", PASSWORD, "-keypass", PASSWORD)
     tool("keytool", "-exportcert", "-rfc", "-alias", "localhost", "-keystore", store, "-storepass", PASSWORD, "-file", exported)
@@ -263,7 +266,7 @@ def test_keytool_keystore_serves_wss(legacy, tmp_path, log_dir, demo):
     assert ("sha1" in info and "PBES2" not in info) if legacy else ("PBES2" in info and "sha256" in info), info
     context = ssl.create_default_context(cafile=str(exported))
     services = [service("discoverableclient", [(HOST, demo.port)], demo_routes())]
-    gw = start_gateway(log_dir, f"p12-keytool-{legacy}", keystore_config(services, store))
+    gw = start_gateway(log_dir, f"p12-keytool-{algorithm}-{legacy}", keystore_config(services, store))
     try:
         assert_wss_uppercase(gw, context)
     finally:

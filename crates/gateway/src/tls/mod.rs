@@ -18,6 +18,7 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use thiserror::Error;
 
+mod ec_key;
 pub mod pkcs12;
 mod read_ahead;
 
@@ -200,6 +201,8 @@ fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<Arc<Cert
             (identity.chain, identity.key)
         }
     };
+    // keytool's EC keys lack the public key ring wants: taken from the certificate, then checked like any key.
+    let key = chain.first().and_then(|certificate| ec_key::with_public_key(&key, certificate)).unwrap_or(key);
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Identity { files: files.clone(), source })?;
     Ok(Arc::new(certified))
 }
