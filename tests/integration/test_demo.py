@@ -63,7 +63,7 @@ def test_demo_answers_through_the_gateway_over_tls_and_balances(tmp_path):
     try:
         assert demo.ca_state == "created now"
         assert demo.ca.parent == state and demo.certificate.parent == state and demo.key.parent == state
-        assert (demo.key.stat().st_mode & 0o777) == 0o600
+        assert (demo.key.stat().st_mode & 0o777) == 0o600 and (state.stat().st_mode & 0o777) == 0o700
 
         # The instances came through the registry, not through static config: the route table says
         # so, and the registry holds them under Spring's host:app:port ids.

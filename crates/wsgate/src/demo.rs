@@ -112,7 +112,7 @@ pub(crate) async fn run(address: IpAddr, port: u16, registry_port: u16, state_di
             };
             lines.push(format!("development CA: {} ({what})", certificates.ca.display()));
             lines.push(format!("certificate for localhost, 127.0.0.1 and ::1: {} (key {})", certificates.certificate.display(), certificates.key.display()));
-            lines.push(format!("     curl --cacert {} {http}://{host}:{port}/application/health", certificates.ca.display()));
+            lines.push(format!("clients trust that CA (no --insecure): curl --cacert {} {http}://{host}:{port}/application/health", certificates.ca.display()));
         }
         lines.extend([
             format!("try: {ws}://{host}:{port}/{SERVICE_ID}/ws/v1/uppercase   (send text, get it upper-cased; 'bye' closes)"),

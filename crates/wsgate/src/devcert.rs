@@ -6,7 +6,7 @@
 //! machine that trusts it cannot be fooled about any other site, even if its key leaks.
 
 use std::io::{self, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -155,7 +155,8 @@ impl DevCertificates {
         let key = KeyPair::generate()?;
         let certificate = params.self_signed(&key)?;
         let directory = self.ca.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(directory).map_err(|source| DevCertError::Write { path: directory.to_owned(), source })?;
+        // Owner only: the directory holds the CA's key.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(directory).map_err(|source| DevCertError::Write { path: directory.to_owned(), source })?;
         write_file(&self.ca_key, &key.serialize_pem(), true)?;
         write_file(&self.ca, &certificate.pem(), false)?;
         Ok(Issuer::new(params, key))
