@@ -13,7 +13,7 @@ from pathlib import Path
 from support import GATEWAY_LINE, HOST, REGISTRY_LINE, Child, binary, connect, expect_close, http_request, recv, run
 
 DEMO_INSTANCES = re.compile(r"^demo service discoverableclient: demo-1 at 127\.0\.0\.1:(\d+), demo-2 at 127\.0\.0\.1:(\d+)$")
-CA_LINE = re.compile(r"^development CA: (/\S+) \((created now|kept from an earlier start)\b.*\)$")
+CA_LINE = re.compile(r"^development CA: (/\S+) \((created now|kept from an earlier start(?:, with a new certificate)?)\b.*\)$")
 CERTIFICATE_LINE = re.compile(r"^certificate for localhost, 127\.0\.0\.1 and ::1: (/\S+) \(key (/\S+)\)$")
 TRY_LINE = re.compile(r"^try: (wss://localhost:(\d+)/discoverableclient/ws/v1/uppercase) ")
 
@@ -88,7 +88,7 @@ def test_demo_answers_through_the_gateway_over_tls_and_balances(tmp_path):
     assert demo.child.stderr_path.read_text(errors="replace").count("registration cancelled") == 2, demo.child.stderr_path.read_text()
 
 
-def test_demo_keeps_its_ca_and_certificate_across_starts(tmp_path):
+def test_demo_keeps_its_ca_and_certificate_across_starts_and_renews_a_lost_certificate_with_the_same_ca(tmp_path):
     state = tmp_path / "state"
     first = Demo(tmp_path, "wsgate-demo-first", state)
     first.child.stop()
@@ -103,6 +103,17 @@ def test_demo_keeps_its_ca_and_certificate_across_starts(tmp_path):
         second.uppercase_session()
     finally:
         second.child.stop()
+
+    # A lost certificate key: a new certificate from the same CA, still trusted by that client.
+    first.key.unlink()
+    third = Demo(tmp_path, "wsgate-demo-third", state)
+    try:
+        assert third.ca_state == "kept from an earlier start, with a new certificate"
+        assert first.ca.read_bytes() == files[first.ca] and first.certificate.read_bytes() != files[first.certificate]
+        third.context = first.context
+        third.uppercase_session()
+    finally:
+        third.child.stop()
 
 
 def test_demo_with_tls_turned_off_from_the_environment_serves_plain_ws(tmp_path):
