@@ -19,6 +19,10 @@ if ! need patch; then
     echo "==> installing Debian package: patch (Autobahn's setup applies a patch)"
     apt-get update -qq && apt-get install -y -qq patch >/dev/null
 fi
+if ! need openssl || ! need keytool; then
+    echo "==> installing Debian packages: openssl, default-jre-headless (the TLS tests make PKCS#12 keystores with them)"
+    apt-get update -qq && apt-get install -y -qq openssl default-jre-headless >/dev/null
+fi
 
 echo "==> cargo build --release"
 cargo build --release --workspace --locked

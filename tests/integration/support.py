@@ -858,14 +858,15 @@ def registry_gateway_config(services: list[dict] | None = None, **embedded: Any)
 
 
 def http_request(url: str, method: str = "GET", body: bytes | None = None,
-                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """One HTTP request with urllib; returns (status, body) for error statuses too."""
+                 headers: dict[str, str] | None = None, context=None) -> tuple[int, bytes]:
+    """One HTTP request with urllib (an https URL verified with the ssl `context`); returns (status, body)
+    for error statuses too."""
     import urllib.error
     import urllib.request
 
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()

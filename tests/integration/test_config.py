@@ -25,16 +25,52 @@ def test_wrong_type_exits_64_naming_the_key(tmp_path):
     assert "port" in stderr.lower(), stderr
 
 
-def test_pkcs12_keystore_exits_64_saying_it_is_not_built(tmp_path):
+def test_tls_is_on_by_default_and_without_a_certificate_exits_64_naming_the_keys(tmp_path):
     config = gateway_config([])
-    config["server"]["ssl"] = {"enabled": True, "keyStore": "keystore.p12", "keyStorePassword": "password"}
+    del config["server"]["ssl"]
     result = serve(tmp_path, config)
     stderr = result.stderr.decode("utf-8", "replace")
-    assert result.returncode == 64, (result.returncode, stderr)
-    lower = stderr.lower()
-    assert "server.ssl.keystore" in lower, stderr
-    assert "not" in lower and any(w in lower for w in ("built", "implemented", "supported", "yet", "available")), stderr
-    assert b"listening" not in result.stdout
+    assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
+    assert "server.ssl.enabled: is true (the default)" in stderr, stderr
+    for key in ("server.ssl.certificate", "server.ssl.certificateKey", "server.ssl.keyStore", "server.ssl.enabled: false"):
+        assert key in stderr, stderr
+
+
+def test_plain_ws_from_the_environment_when_the_file_says_nothing(log_dir, upstreams):
+    # SERVER_SSL_ENABLED=false turns the default off as `enabled: false` in the file would.
+    from conftest import all_services
+    from support import connect, recv, run, start_gateway
+
+    config = gateway_config(all_services(upstreams))
+    del config["server"]["ssl"]
+    gw = start_gateway(log_dir, "env-plain", config, env={"SERVER_SSL_ENABLED": "false"})
+    try:
+        async def scenario():
+            async with connect(gw, "/discoverableclient/ws/v1/uppercase") as ws:
+                await ws.send("plain")
+                return await recv(ws)
+
+        assert run(scenario()) == "PLAIN"
+    finally:
+        gw.child.stop()
+
+
+def test_pem_files_and_a_keystore_together_exit_64_naming_the_keys(tmp_path):
+    config = gateway_config([])
+    config["server"]["ssl"] = {"certificate": "chain.pem", "certificateKey": "key.pem", "keyStore": "gateway.p12", "keyStorePassword": "password"}
+    result = serve(tmp_path, config)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
+    assert "server.ssl.keyStore:" in stderr and "server.ssl.certificate" in stderr and "not both" in stderr, stderr
+
+
+def test_a_keystore_without_its_password_exits_64_naming_the_key(tmp_path):
+    config = gateway_config([])
+    config["server"]["ssl"] = {"enabled": True, "keyStore": "gateway.p12"}
+    result = serve(tmp_path, config)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
+    assert "server.ssl.keyStorePassword: is required" in stderr, stderr
 
 
 def test_environment_overrides_error_mode(log_dir, upstreams):

@@ -38,7 +38,7 @@ use crate::relay::BufferPool;
 use crate::route::RouteTable;
 use crate::session::SessionTable;
 use crate::tls::client::{ServiceTls, ServiceTlsError};
-use crate::tls::{self, ReadAhead, TlsError};
+use crate::tls::{self, ReadAhead, ServerIdentity, TlsError};
 use crate::worker::Listeners;
 use crate::websocket;
 
@@ -113,6 +113,8 @@ pub struct Gateway {
     directory: Arc<ServiceDirectory>,
     registry: Option<RegistryListener>,
     eureka: Option<EurekaSource>,
+    /// The client-facing certificate, when TLS is on.
+    identity: Option<Arc<ServerIdentity>>,
 }
 
 impl Gateway {
@@ -128,7 +130,8 @@ impl Gateway {
     /// be bound or its state file cannot be read, [`GatewayError::Eureka`] when a Eureka service URL
     /// is not usable.
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
-        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let identity = config.tls.map(ServerIdentity::load).transpose()?.map(Arc::new);
+        let tls = identity.clone().map(tls::server_config).transpose()?;
         let service_tls = ServiceTls::new(&config.service_tls)?;
         let listeners = Listeners::bind(config.listen).map_err(|source| GatewayError::Bind { address: config.listen, source })?;
         let port = listeners.local_addr().port();
@@ -164,7 +167,7 @@ impl Gateway {
             tls,
             directory: Arc::clone(&directory),
         };
-        Ok(Gateway { listeners, shared: Arc::new(shared), directory, registry, eureka })
+        Ok(Gateway { listeners, shared: Arc::new(shared), directory, registry, eureka, identity })
     }
 
     /// The address the gateway listens on.
@@ -180,6 +183,12 @@ impl Gateway {
     /// The service directory, for sources that add services at run time.
     pub fn directory(&self) -> Arc<ServiceDirectory> {
         Arc::clone(&self.directory)
+    }
+
+    /// The client-facing TLS certificate, when TLS is on: [`ServerIdentity::reload`] makes new
+    /// handshakes use the files' current contents.
+    pub fn tls_identity(&self) -> Option<Arc<ServerIdentity>> {
+        self.identity.clone()
     }
 
     /// The open sessions.

@@ -6,6 +6,7 @@
 //! gateway cannot start (for example its port is taken).
 
 mod demo;
+mod devcert;
 mod signal;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -48,6 +49,10 @@ enum Command {
         /// The embedded registry's port, on the same address (0 picks a free one).
         #[arg(long, default_value_t = wsgate_gateway::config::DEFAULT_REGISTRY_PORT)]
         registry_port: u16,
+        /// Where the development CA and certificate are kept across starts
+        /// [default: $XDG_STATE_HOME/wsgate/demo, or ~/.local/state/wsgate/demo].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
 }
 
@@ -87,12 +92,29 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref(), std::env::vars()).map_err(|error| Failure::Usage(error.to_string()))?;
             let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
+            let reload = tokio::spawn(signal::reload_on_hangup(gateway.tls_identity()));
             announce(gateway.local_addr(), gateway.registry_addr(), &[]);
-            gateway.serve(signal::stop()).await.map_err(|error| Failure::Runtime(error.to_string()))?;
-            Ok(())
+            let served = gateway.serve(signal::stop()).await;
+            reload.abort();
+            served.map_err(|error| Failure::Runtime(error.to_string()))
         }
-        Command::Demo { address, port, registry_port } => demo::run(address, port, registry_port).await,
+        Command::Demo { address, port, registry_port, state_dir } => {
+            let state_dir = match state_dir {
+                Some(dir) => dir,
+                None => default_state_dir().ok_or_else(|| Failure::Usage("neither XDG_STATE_HOME nor HOME is set: give --state-dir".to_owned()))?,
+            };
+            // Absolute, so that the paths printed for clients work from any folder.
+            let state_dir = std::path::absolute(&state_dir).map_err(|error| Failure::Usage(format!("--state-dir {}: {error}", state_dir.display())))?;
+            demo::run(address, port, registry_port, &state_dir).await
+        }
     }
+}
+
+/// `$XDG_STATE_HOME/wsgate/demo`, or `~/.local/state/wsgate/demo` (the XDG default).
+fn default_state_dir() -> Option<PathBuf> {
+    let non_empty = |name| std::env::var_os(name).filter(|value| !value.is_empty()).map(PathBuf::from);
+    let state = non_empty("XDG_STATE_HOME").or_else(|| non_empty("HOME").map(|home| home.join(".local").join("state")))?;
+    Some(state.join("wsgate").join("demo"))
 }
 
 /// How a gateway that cannot start stops the binary.

@@ -1,6 +1,11 @@
-//! Stop signals.
+//! Signals: SIGTERM and Ctrl-C stop the gateway, SIGHUP reloads its TLS certificate.
 
-use tracing::{info, warn};
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+use wsgate_gateway::tls::ServerIdentity;
 
 /// Completes on SIGTERM or Ctrl-C.
 pub(crate) async fn stop() {
@@ -11,7 +16,7 @@ pub(crate) async fn stop() {
         }
     };
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match signal(SignalKind::terminate()) {
             Ok(mut sigterm) => {
                 sigterm.recv().await;
             }
@@ -24,5 +29,35 @@ pub(crate) async fn stop() {
     tokio::select! {
         () = ctrl_c => info!("Ctrl-C received, stopping"),
         () = terminate => info!("SIGTERM received, stopping"),
+    }
+}
+
+/// Re-reads the TLS certificate and key of `identity` on every SIGHUP, for as long as the returned future
+/// runs: new handshakes use them, open sessions keep theirs, and files that cannot be used are logged and
+/// leave the previous certificate in use. Without TLS a SIGHUP is logged and ignored.
+///
+/// The handler is installed when this is called, not when the future first runs, so that a SIGHUP sent
+/// as soon as the gateway says it listens never meets the default action (which would end the process).
+pub(crate) fn reload_on_hangup(identity: Option<Arc<ServerIdentity>>) -> impl Future<Output = ()> {
+    let hangup = signal(SignalKind::hangup());
+    async move {
+        let mut hangup = match hangup {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGHUP; the TLS certificate will not be reloaded");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            let Some(identity) = &identity else {
+                info!("SIGHUP received; TLS is off, nothing to reload");
+                continue;
+            };
+            // A few file reads and a key derivation, once per signal: not worth a blocking-pool thread.
+            match identity.reload() {
+                Ok(()) => info!(files = %identity.files(), "SIGHUP received: TLS certificate reloaded, new handshakes use it"),
+                Err(error) => error!(%error, "SIGHUP received: TLS certificate reload failed, the previous certificate stays in use"),
+            }
+        }
     }
 }

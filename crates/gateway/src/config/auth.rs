@@ -92,7 +92,13 @@ mod tests {
     fn parse(folder: &Folder, text: &str) -> Result<Config, ConfigError> {
         let users = format!("root:{}\nalice:{}\n", bcrypt::hash("toor", 4).unwrap(), bcrypt::hash("hunter2", 4).unwrap());
         std::fs::write(folder.0.join("users"), users).unwrap();
-        Config::parse(text, &folder.0.join("wsgate.yml"), [])
+        plain(folder, text, [])
+    }
+
+    /// [`Config::parse`] with TLS, on by default, turned off from the environment.
+    fn plain(folder: &Folder, text: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let vars = [("SERVER_SSL_ENABLED".to_owned(), "false".to_owned())].into_iter().chain(vars);
+        Config::parse(text, &folder.0.join("wsgate.yml"), vars)
     }
 
     fn ip(text: &str) -> IpAddr {
@@ -121,7 +127,7 @@ mod tests {
         let narrowed = parse(&folder, "server: {auth: {htpasswd: users, adminUsers: [root, alice], adminAllow: 10.0.0.0/8}}").unwrap().auth;
         assert!(!narrowed.admin_allow.allows(ip("127.0.0.1")) && narrowed.admin_allow.allows(ip("10.1.2.3")));
         let vars = [("SERVER_AUTH_ADMINALLOW".to_owned(), "127.0.0.1/32".to_owned())];
-        let from_env = Config::parse("", &folder.0.join("wsgate.yml"), vars).unwrap().auth;
+        let from_env = plain(&folder, "", vars).unwrap().auth;
         assert!(from_env.admin_allow.allows(ip("127.0.0.1")) && !from_env.admin_allow.allows(ip("127.0.0.2")));
     }
 
@@ -140,7 +146,7 @@ mod tests {
             assert!(error.starts_with(key) && error.contains(detail), "{text}: {error}");
         }
         std::fs::write(folder.0.join("md5"), "alice:$apr1$Qn7bmQ7w$Vx9kk9hiqPaH7lwfBs/9f.\n").unwrap();
-        let error = Config::parse("server: {auth: {htpasswd: md5}}", &folder.0.join("wsgate.yml"), []).unwrap_err().to_string();
+        let error = plain(&folder, "server: {auth: {htpasswd: md5}}", []).unwrap_err().to_string();
         let file = folder.0.join("md5");
         assert!(error.starts_with(&format!("server.auth.htpasswd: {} line 1: ", file.display())), "{error}");
     }

@@ -47,6 +47,10 @@ pub(crate) const KEYS: &[&str] = &[
     "eureka.instance.leaseRenewalIntervalInSeconds",
 ];
 
+/// Keys whose values stay text whatever they look like: a password `0123` or `true` is not a number or a
+/// boolean.
+const VERBATIM: &[&str] = &["server.ssl.keyStorePassword"];
+
 /// The environment variable name that binds `key`.
 pub(crate) fn variable_name(key: &str) -> String {
     key.replace('.', "_").replace('-', "").to_ascii_uppercase()
@@ -78,10 +82,11 @@ pub(crate) fn overrides(vars: impl IntoIterator<Item = (String, String)>) -> Vec
 /// Writes `value` at the dotted `key` of `doc`, creating mappings on the way.
 ///
 /// The value is read as a YAML scalar, so `10010` becomes a number and `true` a boolean, as Spring
-/// converts them; anything else (`v12.stomp,wamp`, `*`) stays a string.
+/// converts them; anything else (`v12.stomp,wamp`, `*`) stays a string, and so does the value of a
+/// password key.
 pub(crate) fn apply(doc: &mut Value, key: &str, value: &str) {
     let scalar = match serde_yaml_ng::from_str::<Value>(value) {
-        Ok(parsed @ (Value::Bool(_) | Value::Number(_))) => parsed,
+        Ok(parsed @ (Value::Bool(_) | Value::Number(_))) if !VERBATIM.contains(&key) => parsed,
         _ => Value::String(value.to_owned()),
     };
     let mut node = doc;
@@ -122,5 +127,7 @@ mod tests {
         assert_eq!(doc["server"]["port"], Value::Number(10010.into()));
         assert_eq!(doc["server"]["ssl"]["enabled"], Value::Bool(false));
         assert_eq!(doc["server"]["webSocket"]["supportedProtocols"], Value::String("*".into()));
+        apply(&mut doc, "server.ssl.keyStorePassword", "123456");
+        assert_eq!(doc["server"]["ssl"]["keyStorePassword"], Value::String("123456".into()));
     }
 }

@@ -22,7 +22,7 @@ use crate::auth::OriginPolicy;
 use crate::balance::{BalancePolicy, UnknownStrategy};
 use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
 use crate::tls::client::{ClientIdentity, ServiceTlsSettings, Verification};
-use crate::tls::TlsFiles;
+use crate::tls::{Password, TlsFiles};
 use raw::RawConfig;
 
 pub use auth::{AuthConfig, DEFAULT_CACHE_TTL};
@@ -114,8 +114,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// `server.limits.*`.
     pub limits: LimitsConfig,
-    /// `server.ssl.certificate` and `certificateKey` when `server.ssl.enabled`: the client-facing
-    /// TLS identity; `None` serves plain ws and http.
+    /// `server.ssl.certificate` and `certificateKey`, or `keyStore` and `keyStorePassword`, when
+    /// `server.ssl.enabled` (the default): the client-facing TLS identity; `None` serves plain ws and http.
     pub tls: Option<TlsFiles>,
     /// `server.ssl.trustStore`, `clientCertificate`, `clientCertificateKey` and `verifyServices`: TLS
     /// towards secure instances, whether or not the gateway's own port speaks TLS.
@@ -170,16 +170,6 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// A key asks for a feature this build does not have yet.
-    #[error("{key}: {feature} is not built yet in this version of wsgate; remove the key or set it to its default ({default})")]
-    NotBuiltYet {
-        /// The key.
-        key: &'static str,
-        /// The feature it enables.
-        feature: &'static str,
-        /// The value that works today.
-        default: &'static str,
-    },
 }
 
 impl Config {
@@ -220,7 +210,6 @@ impl Config {
     }
 
     fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
-        reject_unbuilt(&raw)?;
         let tls = tls_files(&raw.server.ssl, base)?;
         let service_tls = service_tls(&raw.server.ssl, base)?;
         let address: IpAddr = match raw.server.address.as_deref() {
@@ -308,16 +297,36 @@ impl Config {
     }
 }
 
-/// The TLS identity files, required when `server.ssl.enabled` is true.
+/// The TLS identity files when `server.ssl.enabled` (the default) is true: PEM files or a PKCS#12 keystore,
+/// never both.
 fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigError> {
-    if ssl.enabled != Some(true) {
+    if ssl.enabled == Some(false) {
         return Ok(None);
     }
-    let file = |key: &str, value: &Option<String>| match value.as_deref().map(str::trim) {
-        Some(name) if !name.is_empty() => Ok(base.join(name)),
-        _ => Err(invalid(key, "is required when server.ssl.enabled is true: the path of a PEM file".into())),
-    };
-    Ok(Some(TlsFiles { certificate: file("server.ssl.certificate", &ssl.certificate)?, key: file("server.ssl.certificateKey", &ssl.certificate_key)? }))
+    let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
+    let (certificate, key, key_store) = (file(&ssl.certificate), file(&ssl.certificate_key), file(&ssl.key_store));
+    let default = if ssl.enabled.is_some() { "" } else { " (the default)" };
+    match (certificate, key, key_store) {
+        (None, None, None) => Err(invalid(
+            "server.ssl.enabled",
+            format!("is true{default} but no certificate is configured: set server.ssl.certificate and server.ssl.certificateKey (PEM files) or server.ssl.keyStore and server.ssl.keyStorePassword (PKCS#12), or set server.ssl.enabled: false to serve plain ws and http"),
+        )),
+        (None, None, Some(path)) => {
+            let password = ssl.key_store_password.clone().ok_or_else(|| {
+                invalid("server.ssl.keyStorePassword", "is required with server.ssl.keyStore (write \"\" for a keystore without a password)".into())
+            })?;
+            Ok(Some(TlsFiles::KeyStore { path, password: Password::new(password) }))
+        }
+        (_, _, Some(_)) => Err(invalid("server.ssl.keyStore", "set either server.ssl.keyStore (PKCS#12) or server.ssl.certificate and certificateKey (PEM), not both".into())),
+        (Some(certificate), Some(key), None) => {
+            if ssl.key_store_password.is_some() {
+                return Err(invalid("server.ssl.keyStorePassword", "is only used with server.ssl.keyStore, which is not set".into()));
+            }
+            Ok(Some(TlsFiles::Pem { certificate, key }))
+        }
+        (None, Some(_), None) => Err(invalid("server.ssl.certificate", "is required with server.ssl.certificateKey: the path of a PEM file".into())),
+        (Some(_), None, None) => Err(invalid("server.ssl.certificateKey", "is required with server.ssl.certificate: the path of a PEM file".into())),
+    }
 }
 
 /// The keys of TLS towards services. The client certificate and its key go together.
@@ -370,18 +379,6 @@ fn invalid(key: &str, message: String) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), message }
 }
 
-/// Keys whose feature lands in a later version: accepted at their defaults, refused otherwise.
-fn reject_unbuilt(raw: &RawConfig) -> Result<(), ConfigError> {
-    let ssl = &raw.server.ssl;
-    let not_built = |key, feature, default| Err(ConfigError::NotBuiltYet { key, feature, default });
-    const KEYSTORE: &str = "PKCS#12 keystores (use server.ssl.certificate and certificateKey)";
-    let unbuilt_files = [("server.ssl.keyStore", KEYSTORE, &ssl.key_store), ("server.ssl.keyStorePassword", KEYSTORE, &ssl.key_store_password)];
-    if let Some((key, feature, _)) = unbuilt_files.iter().find(|(_, _, value)| value.is_some()) {
-        return not_built(key, feature, "unset");
-    }
-    Ok(())
-}
-
 fn service(index: usize, raw: raw::RawService) -> Result<Service, ConfigError> {
     if raw.service_id.trim().is_empty() || raw.service_id.contains('/') {
         return Err(invalid(&format!("services[{index}].serviceId"), format!("`{}` is not a valid service id", raw.service_id)));
@@ -409,6 +406,11 @@ mod tests {
     fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
         Config::parse(text, Path::new("test.yml"), vars)
+    }
+
+    /// [`parse`] with TLS, on by default, turned off from the environment.
+    fn plain(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        parse(text, &[&[("SERVER_SSL_ENABLED", "false")], vars].concat())
     }
 
     const FULL: &str = r#"
@@ -464,7 +466,7 @@ services:
 
     #[test]
     fn defaults() {
-        let config = parse("", &[]).unwrap();
+        let config = plain("", &[]).unwrap();
         assert_eq!(config.listen.port(), DEFAULT_PORT);
         assert_eq!(config.websocket.subprotocols, SubprotocolPolicy::Only(vec!["v12.stomp".into(), "v11.stomp".into()]));
         assert_eq!(config.websocket.error_mode, ErrorMode::CloseCode);
@@ -478,21 +480,21 @@ services:
 
     #[test]
     fn allowed_origins_as_a_list_or_comma_separated() {
-        assert_eq!(parse("", &[]).unwrap().websocket.allowed_origins, OriginPolicy::Any);
-        let listed = parse("server: {webSocket: {allowedOrigins: [HTTPS://App.example, 'http://localhost:8080']}}", &[]).unwrap();
+        assert_eq!(plain("", &[]).unwrap().websocket.allowed_origins, OriginPolicy::Any);
+        let listed = plain("server: {webSocket: {allowedOrigins: [HTTPS://App.example, 'http://localhost:8080']}}", &[]).unwrap();
         assert_eq!(listed.websocket.allowed_origins, OriginPolicy::Only(vec!["https://app.example".into(), "http://localhost:8080".into()]));
-        let from_env = parse("", &[("SERVER_WEBSOCKET_ALLOWEDORIGINS", "https://a.example, https://b.example:8443")]).unwrap();
+        let from_env = plain("", &[("SERVER_WEBSOCKET_ALLOWEDORIGINS", "https://a.example, https://b.example:8443")]).unwrap();
         assert_eq!(from_env.websocket.allowed_origins, OriginPolicy::Only(vec!["https://a.example".into(), "https://b.example:8443".into()]));
-        let error = parse("server: {webSocket: {allowedOrigins: 'https://a.example/app'}}", &[]).unwrap_err().to_string();
+        let error = plain("server: {webSocket: {allowedOrigins: 'https://a.example/app'}}", &[]).unwrap_err().to_string();
         assert!(error.starts_with("server.webSocket.allowedOrigins: `https://a.example/app`"), "{error}");
     }
 
     #[test]
     fn idle_timeout_and_ping_interval() {
-        let config = parse("server: {webSocket: {idleTimeout: 5m, pingInterval: 30s}}", &[]).unwrap();
+        let config = plain("server: {webSocket: {idleTimeout: 5m, pingInterval: 30s}}", &[]).unwrap();
         assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (Some(Duration::from_secs(300)), Some(Duration::from_secs(30))));
         let vars = [("SERVER_WEBSOCKET_IDLETIMEOUT", "1500ms"), ("SERVER_WEBSOCKET_PINGINTERVAL", "2s")];
-        let config = parse("", &vars).unwrap();
+        let config = plain("", &vars).unwrap();
         assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (Some(Duration::from_millis(1500)), Some(Duration::from_secs(2))));
     }
 
@@ -501,7 +503,7 @@ services:
         let config = parse(FULL, &[("SERVER_WEBSOCKET_SUPPORTEDPROTOCOLS", "v12.stomp,v11.stomp,wamp"), ("SERVER_PORT", "10999")]).unwrap();
         assert_eq!(config.websocket.subprotocols, SubprotocolPolicy::Only(vec!["v12.stomp".into(), "v11.stomp".into(), "wamp".into()]));
         assert_eq!(config.listen.port(), 10999);
-        let any = parse("", &[("server_websocket_supportedprotocols", "*")]).unwrap();
+        let any = plain("", &[("server_websocket_supportedprotocols", "*")]).unwrap();
         assert_eq!(any.websocket.subprotocols, SubprotocolPolicy::Any);
         let error = parse("", &[("SERVER_PORT", "many")]).unwrap_err().to_string();
         assert!(error.contains("SERVER_PORT"), "{error}");
@@ -553,12 +555,10 @@ services:
             ("server: {limits: {maxSessionsPerClient: 0}}", "server.limits.maxSessionsPerClient"),
             ("server: {limits: {maxSessionsPerClient: 2.5}}", "server.limits.maxSessionsPerClient"),
             ("server: {limits: {maxSessionsPerService: -3}}", "server.limits.maxSessionsPerService"),
-            ("server: {ssl: {enabled: true, certificateKey: key.pem}}", "server.ssl.certificate"),
-            ("server: {ssl: {enabled: true, certificate: cert.pem}}", "server.ssl.certificateKey"),
             ("server: {ssl: {clientCertificate: client.pem}}", "server.ssl.clientCertificateKey"),
             ("server: {ssl: {clientCertificateKey: client-key.pem}}", "server.ssl.clientCertificate:"),
         ] {
-            let error = parse(text, &[]).unwrap_err().to_string();
+            let error = plain(text, &[]).unwrap_err().to_string();
             assert!(error.starts_with(key), "{error}");
         }
     }
@@ -566,20 +566,50 @@ services:
     #[test]
     fn limits_from_the_environment() {
         let vars = [("SERVER_LIMITS_MAXSESSIONSPERCLIENT", "7"), ("SERVER_MAXHTTPHEADERSIZE", "64KiB"), ("SERVER_HANDSHAKETIMEOUT", "3s")];
-        let config = parse("", &vars).unwrap();
+        let config = plain("", &vars).unwrap();
         assert_eq!(config.limits.max_sessions_per_client, 7);
         assert_eq!((config.max_http_header_size, config.handshake_timeout), (65_536, Duration::from_secs(3)));
-        let error = parse("", &[("SERVER_LIMITS_MAXSESSIONS", "0")]).unwrap_err().to_string();
+        let error = plain("", &[("SERVER_LIMITS_MAXSESSIONS", "0")]).unwrap_err().to_string();
         assert!(error.starts_with("server.limits.maxSessions"), "{error}");
+    }
+
+    #[test]
+    fn tls_is_on_by_default_and_then_needs_one_identity() {
+        let error = parse("", &[]).unwrap_err().to_string();
+        assert!(error.starts_with("server.ssl.enabled: is true (the default) but no certificate"), "{error}");
+        for key in ["server.ssl.certificate and server.ssl.certificateKey", "server.ssl.keyStore", "server.ssl.enabled: false"] {
+            assert!(error.contains(key), "{error}");
+        }
+        for (text, key) in [
+            ("server: {ssl: {enabled: true}}", "server.ssl.enabled"),
+            ("server: {ssl: {certificateKey: key.pem}}", "server.ssl.certificate"),
+            ("server: {ssl: {enabled: true, certificate: cert.pem}}", "server.ssl.certificateKey"),
+            ("server: {ssl: {keyStore: gw.p12}}", "server.ssl.keyStorePassword"),
+            ("server: {ssl: {certificate: c.pem, certificateKey: k.pem, keyStorePassword: x}}", "server.ssl.keyStorePassword"),
+            ("server: {ssl: {keyStore: gw.p12, keyStorePassword: x, certificate: c.pem}}", "server.ssl.keyStore"),
+            ("server: {ssl: {keyStore: gw.p12, keyStorePassword: x, certificateKey: k.pem}}", "server.ssl.keyStore"),
+        ] {
+            let error = parse(text, &[]).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("{key}: ")), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_keystore_is_relative_to_the_config_file_and_its_password_can_come_from_the_environment() {
+        let text = "server: {ssl: {keyStore: tls/gateway.p12}}";
+        // Passwords stay text, also when they look like numbers.
+        let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), [("SERVER_SSL_KEYSTOREPASSWORD".to_owned(), "0123".to_owned())]).unwrap();
+        assert_eq!(config.tls, Some(TlsFiles::KeyStore { path: "/srv/gw/tls/gateway.p12".into(), password: Password::new("0123".into()) }));
+        let empty = parse("server: {ssl: {keyStore: /etc/gw.p12, keyStorePassword: ''}}", &[]).unwrap();
+        assert_eq!(empty.tls, Some(TlsFiles::KeyStore { path: "/etc/gw.p12".into(), password: Password::new(String::new()) }));
+        assert!(!format!("{:?}", config.tls).contains("0123"), "the password must not reach Debug output");
     }
 
     #[test]
     fn tls_files_are_relative_to_the_config_file_and_only_used_when_enabled() {
         let text = "server: {ssl: {enabled: true, certificate: tls/cert.pem, certificateKey: /etc/wsgate/key.pem}}";
         let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), []).unwrap();
-        let files = config.tls.unwrap();
-        assert_eq!(files.certificate, Path::new("/srv/gw/tls/cert.pem"));
-        assert_eq!(files.key, Path::new("/etc/wsgate/key.pem"));
+        assert_eq!(config.tls, Some(TlsFiles::Pem { certificate: "/srv/gw/tls/cert.pem".into(), key: "/etc/wsgate/key.pem".into() }));
         let disabled = parse("server: {ssl: {enabled: false, certificate: c.pem, certificateKey: k.pem}}", &[]).unwrap();
         assert_eq!(disabled.tls, None);
     }
@@ -587,23 +617,12 @@ services:
     #[test]
     fn tls_towards_services_keys() {
         let text = "server: {ssl: {trustStore: ca.pem, clientCertificate: tls/client.pem, clientCertificateKey: /etc/k.pem}}\nservices: [{serviceId: s, instances: [{host: h, port: 1, secure: true}]}]";
-        let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), []).unwrap();
+        let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), [("SERVER_SSL_ENABLED".to_owned(), "false".to_owned())]).unwrap();
         let identity = ClientIdentity { certificate: "/srv/gw/tls/client.pem".into(), key: "/etc/k.pem".into() };
         assert_eq!(config.service_tls, ServiceTlsSettings { trust_store: Some("/srv/gw/ca.pem".into()), client_identity: Some(identity), verification: Verification::On });
         assert!(config.services[0].instances[0].secure);
-        assert_eq!(parse("", &[]).unwrap().service_tls, ServiceTlsSettings::default());
-        let off = parse("", &[("SERVER_SSL_VERIFYSERVICES", "false"), ("SERVER_SSL_TRUSTSTORE", "/ca.pem")]).unwrap().service_tls;
+        assert_eq!(plain("", &[]).unwrap().service_tls, ServiceTlsSettings::default());
+        let off = plain("", &[("SERVER_SSL_VERIFYSERVICES", "false"), ("SERVER_SSL_TRUSTSTORE", "/ca.pem")]).unwrap().service_tls;
         assert_eq!((off.verification, off.trust_store), (Verification::Off, Some("/ca.pem".into())));
-    }
-
-    #[test]
-    fn features_of_later_versions_are_refused_clearly() {
-        for (text, key) in [
-            ("server: {ssl: {keyStore: a.p12}}", "server.ssl.keyStore"),
-        ] {
-            let error = parse(text, &[]).unwrap_err();
-            assert!(matches!(error, ConfigError::NotBuiltYet { .. }), "{error}");
-            assert!(error.to_string().starts_with(key) && error.to_string().contains("not built yet"), "{error}");
-        }
     }
 }

@@ -1,8 +1,5 @@
-//! The config file as written: MISSION §8 key names, nothing validated yet.
-//!
-//! Every key an operator may write is here from the start, also those whose feature is not built
-//! yet, so a config file written today keeps working; [`super::Config::from_raw`] says which values
-//! are not supported yet.
+//! The config file as written: MISSION §8 key names, nothing validated yet
+//! ([`super::Config::from_raw`] does that).
 
 use std::collections::BTreeMap;
 

@@ -262,7 +262,7 @@ mod tests {
         std::fs::write(&trust_store, certified.cert.pem()).unwrap();
         let tls = ServiceTls::new(&ServiceTlsSettings { trust_store: Some(trust_store.clone()), ..ServiceTlsSettings::default() }).unwrap();
         let _ = std::fs::remove_file(trust_store);
-        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
