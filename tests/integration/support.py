@@ -961,10 +961,11 @@ def start_js(log_dir: Path, registry_port: int, app: str, port: int, discover: s
 
 
 def start_py(log_dir: Path, registry_port: int, app: str, port: int, discover: str, name: str = "",
-             options: dict | None = None) -> ClientProcess:
-    """py-eureka-client (unmodified) in a python child; `options` may carry `metadata`, `renewal`, `duration`."""
+             options: dict | None = None, url: str | None = None) -> ClientProcess:
+    """py-eureka-client (unmodified) in a python child; `options` may carry `metadata`, `renewal`, `duration`;
+    `url` replaces the registry's plain URL (to carry a credential, say)."""
     import sys
 
-    url = f"http://{HOST}:{registry_port}/eureka/"
+    url = url or f"http://{HOST}:{registry_port}/eureka/"
     args = [sys.executable, EUREKA_DIR / "py_client.py", url, app, port, discover, json.dumps(options or {})]
     return ClientProcess(Child(name or f"eureka-py-{app}", args, log_dir))

@@ -12,6 +12,7 @@ import http.client
 import json
 import re
 import subprocess
+import urllib.parse
 import uuid
 
 import bcrypt
@@ -23,11 +24,14 @@ from support import (
     connect,
     expect_close,
     gateway_config,
+    http_request,
+    registry_gateway_config,
     recv,
     run,
     serve_until_exit,
     service,
     start_gateway,
+    start_py,
     wait_until,
 )
 
@@ -384,3 +388,38 @@ def test_bad_security_keys_stop_the_gateway(tmp_path, section, values, key):
     config["server"].setdefault(section, {}).update(values)
     stderr = start_fails(tmp_path, config).stderr.decode()
     assert key in stderr, stderr
+
+
+# ------------------------------------------------------------- the registry
+
+
+def test_the_registry_lets_in_only_its_users_and_a_client_sends_the_credential_of_its_url(users_file, log_dir):
+    config = registry_gateway_config(users=["alice"])
+    config["server"]["auth"] = {"htpasswd": str(users_file)}
+    gw = start_gateway(log_dir, "auth-registry", config)
+    try:
+        apps = f"{gw.eureka}/apps"
+        accept = {"Accept": "application/json"}
+        wrong = secret("wrong")
+        for refused in ({}, {"Authorization": basic("alice", wrong)}, {"Authorization": basic("root")}):
+            status, _ = http_request(apps, headers={**accept, **refused})
+            assert status == 401, f"{refused}: the registry answered {status}"
+        assert http_request(apps, headers={**accept, "Authorization": basic("alice")})[0] == 200
+        # An unchecked registration changes nothing.
+        assert http_request(f"{gw.eureka}/apps/SNEAKY", "POST", b"{}", {"Content-Type": "application/json"})[0] == 401
+
+        alice = USERS["alice"][0]
+        py = start_py(log_dir, gw.registry_port, "py-auth", 9191, "nothing", url=f"http://alice:{alice}@{HOST}:{gw.registry_port}/eureka/")
+        try:
+            py.next_event("registered")
+            instance = f"{gw.eureka}/apps/PY-AUTH/" + urllib.parse.quote(f"{HOST}:py-auth:9191", safe="")
+            wait_until(lambda: http_request(instance, headers={**accept, "Authorization": basic("alice")})[0] == 200, 10,
+                       "py-eureka-client to register with the credential of its URL")
+        finally:
+            py.child.stop()
+    finally:
+        gw.child.stop()
+    log = log_of(gw)
+    for value in (alice, wrong, basic("alice").split()[1], USERS["root"][0]):
+        assert value not in log, "the gateway logged a credential"
+    assert "registry request refused" in log
