@@ -448,6 +448,10 @@ server:
   webSocket:
     supportedProtocols: "*"
     maxFrameSize: 64MiB
+  limits:
+    # The idle workload holds 9,000 sessions: the default (open-file limit less a tenth, halved) would
+    # leave no room above that; 2 x 9,900 descriptors still fit the 20,000 here.
+    maxSessions: 9900
 discovery:
   embedded:
     enabled: false
