@@ -1,5 +1,6 @@
-//! Basic credentials: the check a registry may require of its clients (`Authorization: Basic`), and
-//! the header itself, read and written.
+//! Basic credentials (RFC 7617): the check a registry may require of its clients, and the
+//! `Authorization: Basic` header itself, read and written. The gateway reads its own routes' Basic
+//! credentials with the same [`Credentials::from_headers`].
 //!
 //! The registry does not know where passwords live: the gateway hands it a [`CheckCredentials`]
 //! backed by its htpasswd file. Eureka clients send the credential of a service URL written as
@@ -9,9 +10,13 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine as _};
 use http::header::{self, HeaderMap, HeaderValue};
+
+/// Standard base64, with or without its `=` padding: some clients leave it out.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
 
 /// Decides whether a Basic credential may use the registry.
 pub trait CheckCredentials: Send + Sync + fmt::Debug {
@@ -20,39 +25,44 @@ pub trait CheckCredentials: Send + Sync + fmt::Debug {
     fn check<'a>(&'a self, user: &'a str, password: &'a str) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 }
 
-/// A Basic credential as sent. `Debug` shows the user only.
+/// A user name and password sent with Basic authentication. `Debug` shows the user name only.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Basic {
-    /// The user name.
-    pub user: String,
-    /// The password.
+pub struct Credentials {
+    /// The user name (everything before the first `:`).
+    pub username: String,
+    /// The password (everything after it).
     pub password: String,
 }
 
-impl fmt::Debug for Basic {
+impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Basic").field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
     }
 }
 
-impl Basic {
-    /// The credential of a request's `Authorization: Basic` header, if it has a well-formed one:
-    /// base64 of UTF-8 `user:password` (RFC 7617; the scheme name is case-insensitive).
-    pub fn from_headers(headers: &HeaderMap) -> Option<Basic> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, encoded) = value.trim().split_once(' ')?;
+impl Credentials {
+    /// The Basic credential of `headers`; `None` when there is no `Authorization` header, when it
+    /// holds another scheme (case-insensitive), or when it is not base64 of UTF-8 `user:password`.
+    /// Two or more `Authorization` headers are none either: whoever reads the request next, which
+    /// gets them all, might read another one than the one checked.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Credentials> {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return None;
+        };
+        let (scheme, encoded) = value.to_str().ok()?.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
         }
-        let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-        let (user, password) = decoded.split_once(':')?;
-        Some(Basic { user: user.to_owned(), password: password.to_owned() })
+        let decoded = String::from_utf8(LENIENT.decode(encoded.trim_start()).ok()?).ok()?;
+        let (username, password) = decoded.split_once(':')?;
+        Some(Credentials { username: username.to_owned(), password: password.to_owned() })
     }
 
     /// The `Authorization` header value carrying this credential, marked sensitive so that it is
     /// never shown by `Debug` or compressed into HTTP/2 tables.
     pub fn header_value(&self) -> HeaderValue {
-        let encoded = STANDARD.encode(format!("{}:{}", self.user, self.password));
+        let encoded = STANDARD.encode(format!("{}:{}", self.username, self.password));
         // Base64 is always a valid header value.
         let mut value = HeaderValue::try_from(format!("Basic {encoded}")).unwrap_or_else(|_| HeaderValue::from_static("Basic"));
         value.set_sensitive(true);
@@ -64,29 +74,48 @@ impl Basic {
 mod tests {
     use super::*;
 
-    fn headers(value: &str) -> HeaderMap {
+    fn credentials(value: &str) -> Option<Credentials> {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-        headers
+        Credentials::from_headers(&headers)
     }
 
     #[test]
-    fn reads_and_writes_the_header() {
-        let basic = Basic { user: "eureka".into(), password: "s3cret:with colon".into() };
-        let value = basic.header_value();
+    fn reads_basic_credentials() {
+        let expected = Credentials { username: "alice".into(), password: "pa:ss wörd".into() };
+        let encoded = STANDARD.encode("alice:pa:ss wörd");
+        assert_eq!(credentials(&format!("Basic {encoded}")), Some(expected.clone()));
+        assert_eq!(credentials(&format!("basic   {encoded}")), Some(expected.clone()));
+        assert_eq!(credentials(&format!("BASIC {}", encoded.trim_end_matches('='))), Some(expected));
+        assert_eq!(credentials("Basic Om5vdXNlcg=="), Some(Credentials { username: String::new(), password: "nouser".into() }));
+    }
+
+    #[test]
+    fn writes_what_it_reads() {
+        let sent = Credentials { username: "eureka".into(), password: "s3cret:with colon".into() };
+        let value = sent.header_value();
         assert!(value.is_sensitive());
-        let mut map = HeaderMap::new();
-        map.insert(header::AUTHORIZATION, value);
-        assert_eq!(Basic::from_headers(&map), Some(basic.clone()));
-        assert_eq!(Basic::from_headers(&headers("basic ZXVyZWthOnB3")), Some(Basic { user: "eureka".into(), password: "pw".into() }));
-        assert!(!format!("{basic:?}").contains("s3cret"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, value);
+        assert_eq!(Credentials::from_headers(&headers), Some(sent));
     }
 
     #[test]
-    fn malformed_headers_carry_no_credential() {
-        for value in ["Bearer abc", "Basic", "Basic !!!", "Basic bm9jb2xvbg==", "Basic //79"] {
-            assert_eq!(Basic::from_headers(&headers(value)), None, "{value}");
+    fn anything_else_is_no_credential() {
+        assert_eq!(Credentials::from_headers(&HeaderMap::new()), None);
+        for value in ["Bearer abc.def.ghi", "Basic", "Basic !!!", "Basic YWxpY2U=", "Basic /w=="] {
+            assert_eq!(credentials(value), None, "{value}");
         }
-        assert_eq!(Basic::from_headers(&HeaderMap::new()), None);
+        let mut twice = HeaderMap::new();
+        for user in ["alice:hunter2", "bob:secret"] {
+            twice.append(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(user))).unwrap());
+        }
+        assert_eq!(Credentials::from_headers(&twice), None, "two Authorization headers");
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let shown = format!("{:?}", Credentials { username: "alice".into(), password: "hunter2".into() });
+        assert!(shown.contains("alice") && !shown.contains("hunter2"), "{shown}");
     }
 }

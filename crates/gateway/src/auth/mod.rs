@@ -13,7 +13,6 @@
 //! Credentials are never logged, and checked ones still reach the service untouched.
 
 mod admin;
-mod basic;
 mod cache;
 mod htpasswd;
 mod origin;
@@ -34,7 +33,7 @@ use crate::discovery::Service;
 use cache::VerifiedCache;
 
 pub use admin::AdminAccess;
-pub use basic::Credentials;
+pub use wsgate_registry::credentials::Credentials;
 pub use htpasswd::{Htpasswd, HtpasswdError};
 pub use origin::{OriginError, OriginPolicy, OriginVerdict};
 pub use registry::RegistryUsers;

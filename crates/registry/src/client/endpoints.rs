@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use super::service_url::ServiceUrl;
-use crate::credentials::Basic;
+use crate::credentials::Credentials;
 
 /// The share of quarantined endpoints (percent) at which the quarantine is cleared (Java's
 /// `retryableClientQuarantineRefreshPercentage`, 0.66).
@@ -39,7 +39,7 @@ impl Endpoints {
     }
 
     /// The credential requests to endpoint `index` carry, if its URL had one.
-    pub(crate) fn credential(&self, index: usize) -> Option<&Basic> {
+    pub(crate) fn credential(&self, index: usize) -> Option<&Credentials> {
         self.urls[index].credential.as_ref()
     }
 

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::endpoints::Endpoints;
 use super::error::{AttemptError, FetchError};
-use crate::credentials::Basic;
+use crate::credentials::Credentials;
 use crate::codec::{decode_applications, Format};
 use crate::model::Applications;
 
@@ -69,7 +69,7 @@ impl Transport {
             // The lock is never held across an await.
             let picked = {
                 let mut endpoints = lock(endpoints);
-                endpoints.pick(&tried).map(|index| (index, format!("{}{path}", endpoints.url(index)), endpoints.credential(index).map(Basic::header_value)))
+                endpoints.pick(&tried).map(|index| (index, format!("{}{path}", endpoints.url(index)), endpoints.credential(index).map(Credentials::header_value)))
             };
             let Some((index, url, authorization)) = picked else { break };
             tried.push(index);

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use super::endpoints::Endpoints;
 use super::service_url::ServiceUrl;
 use super::error::ConfigError;
-use crate::credentials::Basic;
+use crate::credentials::Credentials;
 
 /// How long one request to the registry may take (Eureka's clients use 5 s to connect, 8 s to read).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -268,7 +268,7 @@ impl Registration {
         loop {
             let picked = {
                 let mut endpoints = self.lock_endpoints();
-                endpoints.pick(&tried).map(|index| (index, endpoints.url(index).to_owned(), endpoints.credential(index).map(Basic::header_value)))
+                endpoints.pick(&tried).map(|index| (index, endpoints.url(index).to_owned(), endpoints.credential(index).map(Credentials::header_value)))
             };
             let Some((index, base, authorization)) = picked else {
                 return Err(RegisterError::AllFailed { method, path: path.to_owned(), last });

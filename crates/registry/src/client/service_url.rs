@@ -7,7 +7,7 @@
 use percent_encoding::percent_decode_str;
 
 use super::error::ConfigError;
-use crate::credentials::Basic;
+use crate::credentials::Credentials;
 
 /// What a log shows instead of a password.
 const HIDDEN: &str = "***";
@@ -18,7 +18,7 @@ pub(crate) struct ServiceUrl {
     /// `http://HOST[:PORT][/PATH]`, no credential and no trailing slash: request paths are appended.
     pub(crate) base: String,
     /// The credential of the URL's user information, if it had one.
-    pub(crate) credential: Option<Basic>,
+    pub(crate) credential: Option<Credentials>,
 }
 
 impl ServiceUrl {
@@ -53,7 +53,7 @@ impl ServiceUrl {
 
 /// The credential of `http://USER:PASSWORD@REST`, percent-decoded, and REST; `None` and the whole
 /// URL when it has no user information.
-fn split_credential(url: &str) -> (Option<Result<Basic, &'static str>>, &str) {
+fn split_credential(url: &str) -> (Option<Result<Credentials, &'static str>>, &str) {
     let Some(after_scheme) = url.strip_prefix("http://") else { return (None, url) };
     let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
     let Some(at) = after_scheme[..authority_end].rfind('@') else { return (None, url) };
@@ -61,7 +61,7 @@ fn split_credential(url: &str) -> (Option<Result<Basic, &'static str>>, &str) {
     let credential = userinfo
         .split_once(':')
         .ok_or("the user information needs USER:PASSWORD")
-        .and_then(|(user, password)| Ok(Basic { user: decode(user)?, password: decode(password)? }));
+        .and_then(|(user, password)| Ok(Credentials { username: decode(user)?, password: decode(password)? }));
     (Some(credential), rest)
 }
 
@@ -93,7 +93,7 @@ mod tests {
     fn takes_the_credential_out() {
         let url = ServiceUrl::parse(" http://eureka:p%40ss%3Aw0rd@127.0.0.1:10011/eureka/ ").unwrap();
         assert_eq!(url.base, "http://127.0.0.1:10011/eureka");
-        assert_eq!(url.credential, Some(Basic { user: "eureka".into(), password: "p@ss:w0rd".into() }));
+        assert_eq!(url.credential, Some(Credentials { username: "eureka".into(), password: "p@ss:w0rd".into() }));
         let plain = ServiceUrl::parse("http://a:1/eureka/").unwrap();
         assert_eq!((plain.base.as_str(), plain.credential), ("http://a:1/eureka", None));
     }

@@ -13,7 +13,7 @@ use hyper::body::Body;
 use super::body::{self, BodyError, Wants};
 use super::route::{query_pairs, query_value, Endpoint};
 use crate::codec::{self, validate_registration};
-use crate::credentials::Basic;
+use crate::credentials::Credentials;
 use crate::model::Status;
 use crate::registry::{MetadataUpdateError, Registry};
 
@@ -85,8 +85,8 @@ where
         return text(StatusCode::FORBIDDEN, "registry changes are not allowed from this address");
     }
     if let Some(check) = &registry.config().credentials {
-        let accepted = match Basic::from_headers(request.headers()) {
-            Some(basic) => check.check(&basic.user, &basic.password).await,
+        let accepted = match Credentials::from_headers(request.headers()) {
+            Some(credentials) => check.check(&credentials.username, &credentials.password).await,
             None => false,
         };
         if !accepted {
