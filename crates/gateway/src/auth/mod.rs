@@ -19,6 +19,7 @@ mod origin;
 mod registry;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,32 @@ pub struct Authenticator {
     /// One bcrypt verification per core at a time: a flood of wrong passwords queues here
     /// instead of taking every thread of the blocking pool.
     permits: Arc<Semaphore>,
+    /// Verifications waiting for a permit. Past [`MAX_WAITING`] per core, a new credential is refused
+    /// at once: a flood of made-up passwords must not queue for seconds, holding session slots, while
+    /// the verifications of real users wait behind it.
+    waiting: AtomicUsize,
+    /// [`MAX_WAITING`] times the cores.
+    max_waiting: usize,
+}
+
+/// How many verifications may wait per core (each takes tens of milliseconds at cost 10).
+const MAX_WAITING: usize = 32;
+
+/// One verification counted as waiting for a permit, until dropped (also when the request that
+/// waits goes away).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts one more waiting verification, unless `max` already wait.
+    fn enter(count: &'a AtomicUsize, max: usize) -> Option<Waiting<'a>> {
+        count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |waiting| (waiting < max).then_some(waiting + 1)).ok().map(|_| Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Authenticator {
@@ -98,7 +125,7 @@ impl Authenticator {
             warn!("no randomness for the credential cache's key: every credential is verified with bcrypt");
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Authenticator { users: Arc::new(users), cache, permits: Arc::new(Semaphore::new(cores)) }
+        Authenticator { users: Arc::new(users), cache, permits: Arc::new(Semaphore::new(cores)), waiting: AtomicUsize::new(0), max_waiting: MAX_WAITING * cores }
     }
 
     /// Whether `password` is `username`'s in the htpasswd file: from the cache when it was
@@ -112,7 +139,13 @@ impl Authenticator {
             }
         }
         // The semaphore is never closed, so acquiring fails only in theory; no permit, no check.
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+        let Some(waiting) = Waiting::enter(&self.waiting, self.max_waiting) else {
+            warn!(user = ?username, "credential refused unchecked: too many verifications are waiting");
+            return false;
+        };
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        drop(waiting);
+        let Ok(permit) = permit else {
             return false;
         };
         let users = Arc::clone(&self.users);
@@ -236,6 +269,19 @@ mod tests {
         let users = format!("alice:{}\n", bcrypt::hash("hunter2", 4).unwrap());
         let config = AuthConfig { htpasswd: htpasswd.then(|| Htpasswd::parse(&users, Path::new("users")).unwrap()), ..AuthConfig::default() };
         Guard::new(config, OriginPolicy::parse(&["https://app.example"]).unwrap())
+    }
+
+    #[test]
+    fn waiting_verifications_are_bounded_and_counted_back_when_dropped() {
+        let count = AtomicUsize::new(0);
+        let first = Waiting::enter(&count, 2).unwrap();
+        let second = Waiting::enter(&count, 2).unwrap();
+        assert!(Waiting::enter(&count, 2).is_none(), "a third waits past the bound");
+        drop(first);
+        let third = Waiting::enter(&count, 2);
+        assert!(third.is_some());
+        drop((second, third));
+        assert_eq!(count.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

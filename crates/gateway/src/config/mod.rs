@@ -312,7 +312,7 @@ fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigE
             format!("is true{default} but no certificate is configured: set server.ssl.certificate and server.ssl.certificateKey (PEM files) or server.ssl.keyStore and server.ssl.keyStorePassword (PKCS#12), or set server.ssl.enabled: false to serve plain ws and http"),
         )),
         (None, None, Some(path)) => {
-            let password = ssl.key_store_password.clone().ok_or_else(|| {
+            let password = ssl.key_store_password.clone().map(|raw::Scalar(text)| text).ok_or_else(|| {
                 invalid("server.ssl.keyStorePassword", "is required with server.ssl.keyStore (write \"\" for a keystore without a password)".into())
             })?;
             Ok(Some(TlsFiles::KeyStore { path, password: Password::new(password) }))
@@ -603,6 +603,8 @@ services:
         let empty = parse("server: {ssl: {keyStore: /etc/gw.p12, keyStorePassword: ''}}", &[]).unwrap();
         assert_eq!(empty.tls, Some(TlsFiles::KeyStore { path: "/etc/gw.p12".into(), password: Password::new(String::new()) }));
         assert!(!format!("{:?}", config.tls).contains("0123"), "the password must not reach Debug output");
+        let numeric = parse("server: {ssl: {keyStore: /etc/gw.p12, keyStorePassword: 123456}}", &[]).unwrap();
+        assert_eq!(numeric.tls, Some(TlsFiles::KeyStore { path: "/etc/gw.p12".into(), password: Password::new("123456".into()) }));
     }
 
     #[test]

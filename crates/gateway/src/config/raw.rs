@@ -60,7 +60,9 @@ pub(crate) struct RawSsl {
     pub certificate: Option<String>,
     pub certificate_key: Option<String>,
     pub key_store: Option<String>,
-    pub key_store_password: Option<String>,
+    /// A scalar, so that a password YAML reads as a number (`123456`) is still a password; quoted,
+    /// it is kept exactly (`'0123'`).
+    pub key_store_password: Option<Scalar>,
     pub trust_store: Option<String>,
     pub verify_services: Option<bool>,
     pub client_certificate: Option<String>,

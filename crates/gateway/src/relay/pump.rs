@@ -207,6 +207,8 @@ where
         let mut frame = [0u8; MAX_PING_FRAME_LEN];
         let len = encode_ping(self.mask.map(|_| fresh_mask()), &mut frame);
         self.writer.write_all(&frame[..len]).await?;
+        // As for forwarded bytes: a TLS output may hold a write's end until flushed.
+        self.writer.flush().await?;
         debug!(direction, "ping sent");
         Ok(())
     }

@@ -4,13 +4,16 @@
 //! (measured: six per 16 KiB wss message through the gateway). This wrapper passes small reads
 //! straight through; once a read fills rustls's whole request, more is probably waiting, and it reads
 //! up to [`AHEAD`] bytes at once into a buffer of its own, which rustls then drains. The buffer is
-//! freed at the first short read, so a session with light traffic, or an idle one, holds none.
+//! allocated without being zeroed and freed as soon as it is drained and the socket has nothing more,
+//! so a quiet session holds none; the first short read ends the burst.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::poll_read_buf;
 
 /// How much one read takes while a burst lasts: four full TLS records.
 const AHEAD: usize = 64 * 1024;
@@ -25,13 +28,12 @@ pub struct ReadAhead<S> {
     burst: Option<Burst>,
 }
 
-/// Bytes read ahead and not handed out yet: `buffer[start..end]`.
-#[derive(Debug)]
+/// A burst in progress: the bytes read ahead and not handed out yet.
+#[derive(Debug, Default)]
 struct Burst {
-    buffer: Box<[u8]>,
-    start: usize,
-    end: usize,
-    /// The last read was short: the buffer goes once it is drained.
+    /// Empty, and without an allocation, between reads of the socket.
+    ahead: BytesMut,
+    /// The last read was short: the burst ends once it is drained.
     ending: bool,
 }
 
@@ -50,21 +52,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             let before = buf.filled().len();
             ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
             if wanted > 0 && buf.filled().len() - before == wanted {
-                this.burst = Some(Burst { buffer: vec![0; AHEAD].into_boxed_slice(), start: 0, end: 0, ending: false });
+                this.burst = Some(Burst::default());
             }
             return Poll::Ready(Ok(()));
         };
-        if burst.start == burst.end {
-            let mut ahead = ReadBuf::new(&mut burst.buffer);
-            ready!(Pin::new(&mut this.io).poll_read(cx, &mut ahead))?;
-            burst.start = 0;
-            burst.end = ahead.filled().len();
-            burst.ending = burst.end < SHORT;
+        if burst.ahead.is_empty() {
+            burst.ahead.reserve(AHEAD);
+            match poll_read_buf(Pin::new(&mut this.io), cx, &mut burst.ahead) {
+                Poll::Pending => {
+                    // Nothing more for now: the memory goes back until the socket has more.
+                    burst.ahead = BytesMut::new();
+                    return Poll::Pending;
+                }
+                Poll::Ready(read) => burst.ending = read? < SHORT,
+            }
         }
-        let taken = (burst.end - burst.start).min(buf.remaining());
-        buf.put_slice(&burst.buffer[burst.start..burst.start + taken]);
-        burst.start += taken;
-        if burst.start == burst.end && burst.ending {
+        let taken = burst.ahead.len().min(buf.remaining());
+        buf.put_slice(&burst.ahead[..taken]);
+        burst.ahead.advance(taken);
+        if burst.ahead.is_empty() && burst.ending {
             this.burst = None;
         }
         Poll::Ready(Ok(()))
@@ -128,6 +134,14 @@ mod tests {
         received
     }
 
+    /// Polls one read of `reader` once; whether it is pending.
+    fn polled_once_is_pending<S: AsyncRead + Unpin>(reader: &mut ReadAhead<S>, into: &mut [u8]) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut buf = ReadBuf::new(into);
+        Pin::new(reader).poll_read(&mut cx, &mut buf).is_pending()
+    }
+
     #[tokio::test]
     async fn a_burst_takes_two_reads_and_light_traffic_holds_no_buffer() {
         let (mut sender, receiver) = tokio::io::duplex(256 * 1024);
@@ -148,6 +162,10 @@ mod tests {
         let before = reader.io.reads;
         assert_eq!(read_like_rustls(&mut reader, record.len()).await, record);
         assert_eq!(reader.io.reads - before, 1, "inside a burst, a record takes one read");
+        let mut nothing = [0u8; SHORT];
+        assert!(polled_once_is_pending(&mut reader, &mut nothing), "the socket has nothing more");
+        let burst = reader.burst.as_ref().expect("the burst goes on");
+        assert_eq!(burst.ahead.capacity(), 0, "a drained burst waiting for the socket holds no memory");
 
         sender.write_all(&[9; 10]).await.unwrap();
         assert_eq!(read_like_rustls(&mut reader, 10).await, [9; 10]);

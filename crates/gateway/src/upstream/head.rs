@@ -60,7 +60,9 @@ pub async fn write_request<W: AsyncWrite + Unpin>(io: &mut W, request: &Request<
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    io.write_all(&head).await
+    io.write_all(&head).await?;
+    // Over TLS, the end of a write can wait in rustls's buffer; for plain TCP this returns at once.
+    io.flush().await
 }
 
 /// Reads the service's final response head from `io`, skipping informational ones (`100 Continue`,

@@ -30,12 +30,16 @@ impl ServiceUrl {
     pub(crate) fn parse(url: &str) -> Result<ServiceUrl, ConfigError> {
         let trimmed = url.trim().trim_end_matches('/');
         let (credential, rest) = split_credential(trimmed);
-        let invalid = |reason| ConfigError::InvalidUrl { url: shown(trimmed, credential.is_some()), reason };
+        let invalid = |reason| ConfigError::InvalidUrl { url: shown(trimmed), reason };
         let base = match &credential {
             Some(_) => format!("http://{rest}"),
             None => trimmed.to_owned(),
         };
         let uri: http::Uri = base.parse().map_err(|_| invalid("not a URL"))?;
+        // What was not taken out as a credential must not reach requests or logs as part of the URL.
+        if uri.authority().is_some_and(|authority| authority.as_str().contains('@')) {
+            return Err(invalid("the user information needs USER:PASSWORD after http://"));
+        }
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
             return Err(invalid("expected http://HOST:PORT/eureka (https is not supported yet)"));
         }
@@ -54,7 +58,7 @@ impl ServiceUrl {
 /// The credential of `http://USER:PASSWORD@REST`, percent-decoded, and REST; `None` and the whole
 /// URL when it has no user information.
 fn split_credential(url: &str) -> (Option<Result<Credentials, &'static str>>, &str) {
-    let Some(after_scheme) = url.strip_prefix("http://") else { return (None, url) };
+    let Some(after_scheme) = strip_scheme(url) else { return (None, url) };
     let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
     let Some(at) = after_scheme[..authority_end].rfind('@') else { return (None, url) };
     let (userinfo, rest) = (&after_scheme[..at], &after_scheme[at + 1..]);
@@ -65,24 +69,28 @@ fn split_credential(url: &str) -> (Option<Result<Credentials, &'static str>>, &s
     (Some(credential), rest)
 }
 
+/// `url` after its `http://`, whatever the scheme's case (`HTTP://` is the same URL).
+fn strip_scheme(url: &str) -> Option<&str> {
+    const SCHEME: &str = "http://";
+    url.get(..SCHEME.len()).filter(|scheme| scheme.eq_ignore_ascii_case(SCHEME)).map(|_| &url[SCHEME.len()..])
+}
+
 fn decode(part: &str) -> Result<String, &'static str> {
     percent_decode_str(part).decode_utf8().map(|text| text.into_owned()).map_err(|_| "the user information is not UTF-8")
 }
 
-/// `url` as logs may show it: with `HIDDEN` for the password when it has one.
-fn shown(url: &str, has_userinfo: bool) -> String {
-    if !has_userinfo {
-        return url.to_owned();
-    }
-    let after_scheme = &url["http://".len()..];
+/// `url` as logs may show it: `HIDDEN` for the password of any user information, whatever the scheme.
+fn shown(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else { return url.to_owned() };
+    let after_scheme = &url[scheme_end..];
     let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
-    let at = after_scheme[..authority_end].rfind('@').unwrap_or(0);
+    let Some(at) = after_scheme[..authority_end].rfind('@') else { return url.to_owned() };
     // Without a colon the whole user information may be a token: none of it is shown.
     let shown_userinfo = match after_scheme[..at].split_once(':') {
         Some((user, _)) => format!("{user}:{HIDDEN}"),
         None => HIDDEN.to_owned(),
     };
-    format!("http://{shown_userinfo}@{}", &after_scheme[at + 1..])
+    format!("{}{shown_userinfo}@{}", &url[..scheme_end], &after_scheme[at + 1..])
 }
 
 #[cfg(test)]
@@ -94,13 +102,15 @@ mod tests {
         let url = ServiceUrl::parse(" http://eureka:p%40ss%3Aw0rd@127.0.0.1:10011/eureka/ ").unwrap();
         assert_eq!(url.base, "http://127.0.0.1:10011/eureka");
         assert_eq!(url.credential, Some(Credentials { username: "eureka".into(), password: "p@ss:w0rd".into() }));
+        let upper = ServiceUrl::parse("HTTP://eureka:pw@h:1/eureka").unwrap();
+        assert_eq!((upper.base.as_str(), upper.credential.map(|c| c.password)), ("http://h:1/eureka", Some("pw".to_owned())));
         let plain = ServiceUrl::parse("http://a:1/eureka/").unwrap();
         assert_eq!((plain.base.as_str(), plain.credential), ("http://a:1/eureka", None));
     }
 
     #[test]
     fn errors_never_show_the_password() {
-        for url in ["http://u:secret@", "http://u:secret@h:1/eureka?x=1", "http://usersecret@h:1/eureka", "http://u:%FFsecret@h:1/eureka"] {
+        for url in ["http://u:secret@", "http://u:secret@h:1/eureka?x=1", "http://usersecret@h:1/eureka", "http://u:%FFsecret@h:1/eureka", "https://u:secret@h:1/eureka"] {
             let error = ServiceUrl::parse(url).unwrap_err().to_string();
             assert!(!error.contains("secret"), "{error}");
         }
