@@ -520,13 +520,35 @@ def test_a_registered_instance_with_its_secure_port_enabled_is_reached_over_wss(
         gateway.child.stop()
 
 
-def test_a_trust_store_that_is_not_pem_stops_the_gateway_naming_the_key_and_the_file(tmp_path):
+def test_a_trust_store_that_is_neither_pem_nor_pkcs12_stops_the_gateway_naming_the_key_and_the_file(tmp_path):
     store = tmp_path / "truststore.p12"
     store.write_bytes(bytes([0x30, 0x82, 0x04, 0x00]) + bytes(range(256)))
     result = serve_until_exit(tmp_path, with_ssl(gateway_config([]), trustStore=store))
     stderr = result.stderr.decode("utf-8", "replace")
     assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
-    assert f"server.ssl.trustStore: {store}: no valid PEM certificate" in stderr, stderr
+    assert f"server.ssl.trustStore: {store}: not a PKCS#12 keystore" in stderr, stderr
+
+
+def test_a_pkcs12_trust_store_with_its_password_verifies_services(log_dir, tmp_path, pki, services):
+    store = tmp_path / "truststore.p12"
+    pki.openssl("pkcs12", "-export", "-nokeys", "-in", str(pki.pem("ca")), "-out", str(store), "-passout", "pass:trust-me")
+    config = with_ssl(gateway_config(all_services(services)), trustStore=str(store), trustStorePassword="trust-me")
+    gateway = start_gateway(log_dir, "tls-services-p12-trust", config)
+    try:
+        async def session():
+            async with connect(f"ws://{HOST}:{gateway.port}/good/ws/v1") as ws:
+                await ws.send("trusted through a PKCS#12 trust store")
+                return await recv(ws)
+
+        assert run(session()) == "trusted through a PKCS#12 trust store"
+        assert closed_with(f"ws://{HOST}:{gateway.port}/wrongca/ws/v1")[0] == 1011
+    finally:
+        gateway.child.stop()
+    wrong = serve_until_exit(tmp_path, with_ssl(gateway_config([]), trustStore=str(store), trustStorePassword="nope"))
+    stderr = wrong.stderr.decode("utf-8", "replace")
+    assert wrong.returncode == 64, (wrong.returncode, stderr)
+    assert f"server.ssl.trustStorePassword: {store}: wrong password" in stderr, stderr
+    assert "nope" not in stderr
 
 
 def test_a_client_certificate_without_its_key_or_with_a_foreign_key_stops_the_gateway(tmp_path, pki):

@@ -18,6 +18,7 @@ pub(crate) const KEYS: &[&str] = &[
     "server.ssl.keyStore",
     "server.ssl.keyStorePassword",
     "server.ssl.trustStore",
+    "server.ssl.trustStorePassword",
     "server.ssl.verifyServices",
     "server.ssl.clientCertificate",
     "server.ssl.clientCertificateKey",
@@ -49,7 +50,7 @@ pub(crate) const KEYS: &[&str] = &[
 
 /// Keys whose values stay text whatever they look like: a password `0123` or `true` is not a number or a
 /// boolean.
-const VERBATIM: &[&str] = &["server.ssl.keyStorePassword"];
+const VERBATIM: &[&str] = &["server.ssl.keyStorePassword", "server.ssl.trustStorePassword"];
 
 /// The environment variable name that binds `key`.
 pub(crate) fn variable_name(key: &str) -> String {

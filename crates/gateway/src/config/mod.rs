@@ -339,7 +339,8 @@ fn service_tls(ssl: &raw::RawSsl, base: &Path) -> Result<ServiceTlsSettings, Con
         (None, Some(_)) => return Err(invalid("server.ssl.clientCertificate", "is required with server.ssl.clientCertificateKey: the path of a PEM certificate".into())),
     };
     let verification = if ssl.verify_services == Some(false) { Verification::Off } else { Verification::On };
-    Ok(ServiceTlsSettings { trust_store: file(&ssl.trust_store), client_identity, verification })
+    let trust_store_password = ssl.trust_store_password.clone().map(|raw::Scalar(text)| Password::new(text));
+    Ok(ServiceTlsSettings { trust_store: file(&ssl.trust_store), trust_store_password, client_identity, verification })
 }
 
 /// `server.loadBalancing.*`, with defaults for the keys not written.
@@ -621,7 +622,7 @@ services:
         let text = "server: {ssl: {trustStore: ca.pem, clientCertificate: tls/client.pem, clientCertificateKey: /etc/k.pem}}\nservices: [{serviceId: s, instances: [{host: h, port: 1, secure: true}]}]";
         let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), [("SERVER_SSL_ENABLED".to_owned(), "false".to_owned())]).unwrap();
         let identity = ClientIdentity { certificate: "/srv/gw/tls/client.pem".into(), key: "/etc/k.pem".into() };
-        assert_eq!(config.service_tls, ServiceTlsSettings { trust_store: Some("/srv/gw/ca.pem".into()), client_identity: Some(identity), verification: Verification::On });
+        assert_eq!(config.service_tls, ServiceTlsSettings { trust_store: Some("/srv/gw/ca.pem".into()), trust_store_password: None, client_identity: Some(identity), verification: Verification::On });
         assert!(config.services[0].instances[0].secure);
         assert_eq!(plain("", &[]).unwrap().service_tls, ServiceTlsSettings::default());
         let off = plain("", &[("SERVER_SSL_VERIFYSERVICES", "false"), ("SERVER_SSL_TRUSTSTORE", "/ca.pem")]).unwrap().service_tls;

@@ -64,6 +64,8 @@ pub(crate) struct RawSsl {
     /// it is kept exactly (`'0123'`).
     pub key_store_password: Option<Scalar>,
     pub trust_store: Option<String>,
+    /// A scalar for the same reason as `key_store_password`.
+    pub trust_store_password: Option<Scalar>,
     pub verify_services: Option<bool>,
     pub client_certificate: Option<String>,
     pub client_certificate_key: Option<String>,

@@ -22,9 +22,11 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use thiserror::Error;
 use tracing::{info, warn};
 
-use super::{load_certificates, load_private_key, TlsError};
+use super::pkcs12::{self, Pkcs12Error};
+use super::{load_certificates, load_private_key, Password, TlsError};
 
 const TRUST_STORE_KEY: &str = "server.ssl.trustStore";
+const TRUST_STORE_PASSWORD_KEY: &str = "server.ssl.trustStorePassword";
 const CLIENT_CERTIFICATE_KEY: &str = "server.ssl.clientCertificate";
 const CLIENT_KEY_KEY: &str = "server.ssl.clientCertificateKey";
 
@@ -50,8 +52,11 @@ pub enum Verification {
 /// The `server.ssl.*` keys of TLS towards services, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceTlsSettings {
-    /// `trustStore`: the PEM bundle of the CA certificates to trust; `None` trusts the system's roots.
+    /// `trustStore`: the CA certificates to trust, a PEM bundle or a PKCS#12 file; `None` trusts the
+    /// system's roots.
     pub trust_store: Option<PathBuf>,
+    /// `trustStorePassword`: the PKCS#12 trust store's password (none: the empty password).
+    pub trust_store_password: Option<Password>,
     /// `clientCertificate` and `clientCertificateKey`, when set.
     pub client_identity: Option<ClientIdentity>,
     /// `verifyServices`.
@@ -60,7 +65,7 @@ pub struct ServiceTlsSettings {
 
 impl Default for ServiceTlsSettings {
     fn default() -> Self {
-        ServiceTlsSettings { trust_store: None, client_identity: None, verification: Verification::On }
+        ServiceTlsSettings { trust_store: None, trust_store_password: None, client_identity: None, verification: Verification::On }
     }
 }
 
@@ -70,6 +75,16 @@ pub enum ServiceTlsError {
     /// A file could not be read, or holds no valid PEM block of the kind its key asks for.
     #[error(transparent)]
     File(#[from] TlsError),
+    /// The PKCS#12 trust store could not be read.
+    #[error("{key}: {path}: {source}")]
+    TrustStore {
+        /// The config key at fault: `server.ssl.trustStore`, or `trustStorePassword` for a wrong password.
+        key: &'static str,
+        /// The trust store.
+        path: PathBuf,
+        /// Why.
+        source: Pkcs12Error,
+    },
     /// A certificate of the trust store cannot be a trust anchor.
     #[error("server.ssl.trustStore: {path}: certificate {index} is not a usable CA certificate: {source}")]
     TrustAnchor {
@@ -114,7 +129,7 @@ impl ServiceTls {
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions().map_err(ServiceTlsError::Provider)?;
         let builder = match (settings.verification, &settings.trust_store) {
             (Verification::On, Some(path)) => {
-                let roots = trust_anchors(path)?;
+                let roots = trust_anchors(path, settings.trust_store_password.as_ref())?;
                 info!(trust_store = %path.display(), certificates = roots.len(), "TLS towards services trusts the CA certificates of server.ssl.trustStore");
                 builder.with_root_certificates(roots)
             }
@@ -164,15 +179,30 @@ impl ServiceTls {
     }
 }
 
-/// The trust anchors of the trust store at `path`: a PEM bundle of CA certificates.
+/// The trust anchors of the trust store at `path`: a PEM bundle of CA certificates, or a PKCS#12 file
+/// (as Zowe's truststores are) read with `password` (none: the empty password).
 ///
 /// # Errors
 ///
-/// [`ServiceTlsError`] naming `server.ssl.trustStore` and `path` when the file cannot be read, holds no
-/// PEM certificate (a PKCS#12 file, for example) or a certificate that cannot be a trust anchor.
-pub fn trust_anchors(path: &Path) -> Result<RootCertStore, ServiceTlsError> {
+/// [`ServiceTlsError`] naming `server.ssl.trustStore` (or `trustStorePassword`) and `path` when the
+/// file cannot be read, holds no certificate, is a PKCS#12 file the password does not open, or holds
+/// a certificate that cannot be a trust anchor.
+pub fn trust_anchors(path: &Path, password: Option<&Password>) -> Result<RootCertStore, ServiceTlsError> {
+    // A PKCS#12 file is DER, a SEQUENCE (0x30); PEM is text.
+    let certificates = if std::fs::read(path).is_ok_and(|bytes| bytes.first() == Some(&0x30)) {
+        let store = pkcs12::load(path, password.map_or("", |password| password.0.as_str())).map_err(|source| {
+            let key = if matches!(source, Pkcs12Error::WrongPassword) { TRUST_STORE_PASSWORD_KEY } else { TRUST_STORE_KEY };
+            ServiceTlsError::TrustStore { key, path: path.to_owned(), source }
+        })?;
+        if store.certificates.is_empty() {
+            return Err(ServiceTlsError::TrustStore { key: TRUST_STORE_KEY, path: path.to_owned(), source: Pkcs12Error::NoCertificate });
+        }
+        store.certificates
+    } else {
+        load_certificates(TRUST_STORE_KEY, path)?
+    };
     let mut roots = RootCertStore::empty();
-    for (index, certificate) in load_certificates(TRUST_STORE_KEY, path)?.into_iter().enumerate() {
+    for (index, certificate) in certificates.into_iter().enumerate() {
         roots.add(certificate).map_err(|source| ServiceTlsError::TrustAnchor { path: path.to_owned(), index: index + 1, source })?;
     }
     Ok(roots)
@@ -231,13 +261,16 @@ mod tests {
     }
 
     #[test]
-    fn a_trust_store_that_is_not_pem_is_refused_naming_the_key_and_the_file() {
-        // The start of a DER (PKCS#12-like) file, then garbage: no PEM block in it.
-        let path = file("truststore.p12", &[0x30, 0x82, 0x01, 0x00, 0xff, 0x00, b'\n', 0x80]);
-        let error = trust_anchors(&path).unwrap_err().to_string();
-        let _ = std::fs::remove_file(&path);
-        assert!(error.starts_with("server.ssl.trustStore: ") && error.contains(&*path.to_string_lossy()), "{error}");
-        assert!(error.contains("no valid PEM certificate"), "{error}");
+    fn a_trust_store_that_is_neither_pem_nor_pkcs12_is_refused_naming_the_key_and_the_file() {
+        // The start of a DER (PKCS#12-like) file, then garbage.
+        let der = file("truststore.p12", &[0x30, 0x82, 0x01, 0x00, 0xff, 0x00, b'\n', 0x80]);
+        let text = file("truststore.txt", b"no certificate here\n");
+        for (path, says) in [(&der, "not a PKCS#12 keystore"), (&text, "no valid PEM certificate")] {
+            let error = trust_anchors(path, None).unwrap_err().to_string();
+            let _ = std::fs::remove_file(path);
+            assert!(error.starts_with("server.ssl.trustStore: ") && error.contains(&*path.to_string_lossy()), "{error}");
+            assert!(error.contains(says), "{error}");
+        }
     }
 
     #[test]
@@ -270,7 +303,7 @@ mod tests {
         assert_eq!(verified.config().alpn_protocols, [b"http/1.1".to_vec()]);
         assert_eq!(verified.verification(), Verification::On);
         // Verification off reads no trust store, so a missing one is no error.
-        let settings = ServiceTlsSettings { trust_store: Some("/nonexistent/ca.pem".into()), client_identity: None, verification: Verification::Off };
+        let settings = ServiceTlsSettings { trust_store: Some("/nonexistent/ca.pem".into()), trust_store_password: None, client_identity: None, verification: Verification::Off };
         let unverified = ServiceTls::new(&settings).unwrap();
         assert_eq!(unverified.verification(), Verification::Off);
         let clone = unverified.clone();

@@ -43,6 +43,9 @@ pub enum Pkcs12Error {
     /// Not a PKCS#12 file, or one using a scheme this build cannot read (e.g. MD5-based encryption).
     #[error("not a PKCS#12 keystore this gateway can read: {0}")]
     Unreadable(p12_keystore::error::Error),
+    /// No certificate at all: nothing to trust.
+    #[error("it holds no certificate")]
+    NoCertificate,
     /// A key without any certificate: nothing to present to clients.
     #[error("its private key has no certificate in the keystore")]
     KeyWithoutCertificate,
