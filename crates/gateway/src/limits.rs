@@ -8,7 +8,7 @@
 //!
 //! | per session | cost |
 //! | --- | --- |
-//! | admitting, ending | one uncontended lock each, shared by all workers; a hash map lookup per limit |
+//! | admitting, ending | one lock each, a single one for all workers (contended only by sessions opening or ending at the same moment); a hash map lookup per limit |
 //! | memory | the [`Admission`] in the session's task (48 bytes); one map entry per client address and, with `maxSessionsPerService`, per service with sessions open |
 
 use std::collections::HashMap;

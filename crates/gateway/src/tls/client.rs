@@ -165,11 +165,6 @@ impl ServiceTls {
         &self.config
     }
 
-    /// Whether certificates are verified.
-    pub fn verification(&self) -> Verification {
-        self.verification
-    }
-
     /// Logs a warning naming `url` when verification is off: called for every session or request
     /// that goes to a secure instance.
     pub fn warn_if_unverified(&self, url: &str) {
@@ -301,11 +296,11 @@ mod tests {
     fn one_configuration_offering_http_1_1_whether_verified_or_not() {
         let verified = ServiceTls::new(&ServiceTlsSettings::default()).unwrap();
         assert_eq!(verified.config().alpn_protocols, [b"http/1.1".to_vec()]);
-        assert_eq!(verified.verification(), Verification::On);
+        assert_eq!(verified.verification, Verification::On);
         // Verification off reads no trust store, so a missing one is no error.
         let settings = ServiceTlsSettings { trust_store: Some("/nonexistent/ca.pem".into()), trust_store_password: None, client_identity: None, verification: Verification::Off };
         let unverified = ServiceTls::new(&settings).unwrap();
-        assert_eq!(unverified.verification(), Verification::Off);
+        assert_eq!(unverified.verification, Verification::Off);
         let clone = unverified.clone();
         assert!(Arc::ptr_eq(clone.config(), unverified.config()), "clones share the one configuration");
     }
