@@ -513,24 +513,18 @@ class SilentServer:
             c.close()
 
 
-class RawUpstream:
-    """A WebSocket service written by hand over raw sockets, to break the protocol on purpose.
+class RawService:
+    """A loopback server over raw sockets that serves each connection with `_serve` in a thread of its
+    own; `stop` closes the listener and every connection."""
 
-    It answers every handshake with 101, then sends one *masked* text frame
-    (servers must not mask) and records the close frame it gets back, keyed by
-    request path. Path segments `garbage` (an SSH banner instead of HTTP) and
-    `hugehead` (a 101 whose head never ends within 100 KiB) break the handshake itself.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((HOST, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.closes: dict[str, tuple[int | None, str] | str] = {}
         self._conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, name="raw-upstream", daemon=True).start()
+        threading.Thread(target=self._accept, name=name, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
@@ -540,6 +534,28 @@ class RawUpstream:
                 return
             self._conns.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()
+
+
+class RawUpstream(RawService):
+    """A WebSocket service written by hand over raw sockets, to break the protocol on purpose.
+
+    It answers every handshake with 101, then sends one *masked* text frame
+    (servers must not mask) and records the close frame it gets back, keyed by
+    request path. Path segments `garbage` (an SSH banner instead of HTTP) and
+    `hugehead` (a 101 whose head never ends within 100 KiB) break the handshake itself.
+    """
+
+    def __init__(self) -> None:
+        self.closes: dict[str, tuple[int | None, str] | str] = {}
+        super().__init__("raw-upstream")
 
     def _serve(self, conn: socket.socket) -> None:
         path = "?"
@@ -586,11 +602,6 @@ class RawUpstream:
             self.closes[path] = f"error: {exc!r}"
         finally:
             conn.close()
-
-    def stop(self) -> None:
-        self.sock.close()
-        for c in self._conns:
-            c.close()
 
 
 def closed_port() -> int:

@@ -20,6 +20,7 @@ import pytest
 from conftest import all_services
 from support import (
     HOST,
+    RawService,
     RawWs,
     _FrameReader,
     connect,
@@ -41,29 +42,15 @@ PING, PONG, CLOSE = 0x9, 0xA, 0x8
 STALLED_FRAME = bytes(range(256)) * 4  # 1024 bytes, sent in two halves with a pause between
 
 
-class FrameService:
+class FrameService(RawService):
     """A WebSocket service over raw sockets: it records (opcode, payload, masked) for every frame it
     receives, per request path; answers pings with pongs, echoes data frames, answers a close. The
     text message `stall` makes it send a 1024-byte binary frame in two halves 600 ms apart."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.frames: dict[str, list[tuple[int, bytes, bool]]] = {}
         self.ended: dict[str, threading.Event] = {}
-        self._conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, name="frame-service", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__("frame-service")
 
     def _serve(self, conn: socket.socket) -> None:
         ended = threading.Event()
@@ -109,11 +96,6 @@ class FrameService:
     def wait_ended(self, path_token: str, timeout: float = 10.0) -> None:
         events = wait_until(lambda: [e for p, e in self.ended.items() if path_token in p], timeout, f"a session {path_token}")
         assert events[0].wait(timeout), f"the service session {path_token} did not end within {timeout}s"
-
-    def stop(self) -> None:
-        self.sock.close()
-        for c in self._conns:
-            c.close()
 
 
 def read_request_head(conn: socket.socket) -> tuple[str, str, bytes]:

@@ -333,6 +333,17 @@ def refusal(port: int) -> str:
     return f"Error opening session to WebSocket service at wss://{HOST}:{port}/ws: TLS: "
 
 
+def echoed(url: str, text: str, **kwargs) -> str:
+    """What one session opened at `url` answers to `text`."""
+
+    async def session():
+        async with connect(url, **kwargs) as ws:
+            await ws.send(text)
+            return await recv(ws)
+
+    return run(session())
+
+
 def closed_with(url: str, **kwargs) -> tuple[int | None, str]:
     """The close the gateway sends after completing the handshake of a session it could not open."""
 
@@ -385,22 +396,12 @@ def test_wss_session_through_the_gateway_to_a_wss_service(gw, client_context, se
 
 
 def test_a_host_name_is_sent_as_sni_and_checked_against_the_dns_names(gw, client_context, services):
-    async def session():
-        async with connect(wss_url(gw, "/byname/ws/v1"), ssl=client_context) as ws:
-            await ws.send("by name")
-            return await recv(ws)
-
-    assert run(session()) == "by name"
+    assert echoed(wss_url(gw, "/byname/ws/v1"), "by name", ssl=client_context) == "by name"
     assert "localhost" in services.good.sni, services.good.sni
 
 
 def test_an_ipv6_instance_is_checked_against_the_certificate_s_ip_addresses(gw, client_context, services):
-    async def session():
-        async with connect(wss_url(gw, "/ipv6/ws/v1"), ssl=client_context) as ws:
-            await ws.send("over ::1")
-            return await recv(ws)
-
-    assert run(session()) == "over ::1"
+    assert echoed(wss_url(gw, "/ipv6/ws/v1"), "over ::1", ssl=client_context) == "over ::1"
     assert services.ipv6.paths == ["/ws"] and all(name is None for name in services.ipv6.sni), services.ipv6.sni
     status, body = https_get(gw, client_context, "/restipv6/api/v1/v6")
     assert status == 200 and json.loads(body)["path"] == "/api/v6", body
@@ -535,12 +536,8 @@ def test_a_pkcs12_trust_store_with_its_password_verifies_services(log_dir, tmp_p
     config = with_ssl(gateway_config(all_services(services)), trustStore=str(store), trustStorePassword="trust-me")
     gateway = start_gateway(log_dir, "tls-services-p12-trust", config)
     try:
-        async def session():
-            async with connect(f"ws://{HOST}:{gateway.port}/good/ws/v1") as ws:
-                await ws.send("trusted through a PKCS#12 trust store")
-                return await recv(ws)
-
-        assert run(session()) == "trusted through a PKCS#12 trust store"
+        text = "trusted through a PKCS#12 trust store"
+        assert echoed(f"ws://{HOST}:{gateway.port}/good/ws/v1", text) == text
         assert closed_with(f"ws://{HOST}:{gateway.port}/wrongca/ws/v1")[0] == 1011
     finally:
         gateway.child.stop()
