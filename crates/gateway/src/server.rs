@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::admin;
-use crate::auth::{Guard, RegistryUsers};
+use crate::auth::{login, Guard, RegistryUsers};
 use crate::balance::Picker;
 use crate::body::Body;
 use crate::config::{Config, WebSocketConfig};
@@ -294,6 +294,9 @@ where
 async fn dispatch(shared: Arc<Shared>, client: SocketAddr, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if request.uri().path().starts_with(admin::PREFIX) {
         return Ok(admin::handle(&request, client, &shared.guard, &shared.sessions, &shared.directory).await);
+    }
+    if request.uri().path().starts_with(login::PREFIX) {
+        return Ok(login::handle(request, client, &shared.guard).await);
     }
     let response = match Offer::inspect(&request, &shared.websocket.subprotocols) {
         Err(error) => handshake::reject(error),

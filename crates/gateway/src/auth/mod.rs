@@ -7,6 +7,8 @@
 //!   are remembered for `server.auth.cacheTtl`.
 //! - [`OriginPolicy`]: the Origin allow-list of WebSocket handshakes.
 //! - [`AdminAccess`]: who may read the diagnostics other than health.
+//! - [`Tokens`]: the browser login's JWTs (`server.auth.jwt.*`), accepted wherever a Basic
+//!   credential is; [`login`] serves the login, query and logout endpoints.
 //!
 //! [`Guard`] holds the three and answers the pipelines' one question each: may this request go
 //! on? A refusal is an [`AuthError`], which [`crate::failure`] turns into what the client sees.
@@ -16,6 +18,8 @@ mod admin;
 mod basic;
 mod cache;
 mod htpasswd;
+mod jwt;
+pub mod login;
 mod origin;
 mod registry;
 
@@ -36,6 +40,7 @@ use cache::VerifiedCache;
 pub use admin::AdminAccess;
 pub use basic::Credentials;
 pub use htpasswd::{Htpasswd, HtpasswdError};
+pub use jwt::{token_of, Claims, TokenError, Tokens, COOKIE, ISSUER};
 pub use origin::{OriginError, OriginPolicy, OriginVerdict};
 pub use registry::RegistryUsers;
 
@@ -50,9 +55,12 @@ pub const BYPASS: &str = "bypass";
 /// are for the log: they name the user, never the password.
 #[derive(Debug, Error)]
 pub enum AuthError {
-    /// No Basic credential where one is required.
-    #[error("no Basic credentials")]
+    /// No Basic credential or token where one is required.
+    #[error("no Basic credentials or token")]
     MissingCredentials,
+    /// A token that does not verify, expired or was logged out.
+    #[error(transparent)]
+    InvalidToken(#[from] TokenError),
     /// An unknown user or a wrong password.
     #[error("invalid credentials for user {username:?}")]
     InvalidCredentials {
@@ -156,6 +164,8 @@ pub struct Guard {
     /// `None` without `server.auth.htpasswd`: credentials pass through unchecked. Shared with the
     /// embedded registry's credential check.
     authenticator: Option<Arc<Authenticator>>,
+    /// The browser login's tokens; set exactly when `authenticator` is.
+    tokens: Option<Arc<Tokens>>,
     origins: OriginPolicy,
     admin: AdminAccess,
 }
@@ -164,7 +174,28 @@ impl Guard {
     /// The guard of `config` (`server.auth.*`) and `origins` (`server.webSocket.allowedOrigins`).
     pub fn new(config: AuthConfig, origins: OriginPolicy) -> Guard {
         let authenticator = config.htpasswd.map(|users| Arc::new(Authenticator::new(users, config.cache_ttl)));
-        Guard { authenticator, origins, admin: AdminAccess::new(config.admin_users, config.admin_allow) }
+        let tokens = config.jwt.map(|jwt| Arc::new(Tokens::new(&jwt.key, jwt.expiration)));
+        Guard { authenticator, tokens, origins, admin: AdminAccess::new(config.admin_users, config.admin_allow) }
+    }
+
+    /// The browser login's tokens, when `server.auth.htpasswd` is set.
+    pub fn tokens(&self) -> Option<&Arc<Tokens>> {
+        self.tokens.as_ref()
+    }
+
+    /// The user of a request: its token (`Authorization: Bearer` or the [`COOKIE`] cookie) when
+    /// it carries one, else its Basic credential.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::MissingCredentials`] without either (or without an htpasswd file),
+    /// [`AuthError::InvalidToken`] or [`AuthError::InvalidCredentials`] when it does not verify.
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<String, AuthError> {
+        let authenticator = self.authenticator.as_ref().ok_or(AuthError::MissingCredentials)?;
+        match (&self.tokens, token_of(headers)) {
+            (Some(tokens), Some(token)) => Ok(tokens.verify(token)?.sub),
+            _ => authenticator.check(headers).await.map(|credentials| credentials.username),
+        }
     }
 
     /// The authenticator, when `server.auth.htpasswd` is set.
@@ -191,13 +222,13 @@ impl Guard {
     ///
     /// [`AuthError::MissingCredentials`] or [`AuthError::InvalidCredentials`].
     pub async fn admit(&self, headers: &HeaderMap, service: &Service) -> Result<(), AuthError> {
-        let Some(authenticator) = &self.authenticator else {
+        if self.authenticator.is_none() {
             return Ok(());
-        };
+        }
         if service.metadata.get(SCHEME_METADATA).is_some_and(|scheme| scheme.trim().eq_ignore_ascii_case(BYPASS)) {
             return Ok(());
         }
-        authenticator.check(headers).await.map(drop)
+        self.identify(headers).await.map(drop)
     }
 
     /// Checks a request for a protected diagnostics endpoint from `client`.
@@ -206,7 +237,7 @@ impl Guard {
     ///
     /// See [`AdminAccess::admit`].
     pub async fn admit_admin(&self, headers: &HeaderMap, client: IpAddr) -> Result<(), AuthError> {
-        self.admin.admit(headers, client, self.authenticator.as_deref()).await
+        self.admin.admit(client, self.identify(headers)).await
     }
 }
 
