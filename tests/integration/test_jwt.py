@@ -76,7 +76,11 @@ def key_file(tmp_path_factory):
 
 
 def jwt_config(scripted, tls_dir, users_file, jwt: dict | None = None) -> dict:
-    config = gateway_config([service("scripted", [(HOST, scripted.port)], {"ws_v1": ("ws/v1", "/scripted/ws")})])
+    """`scripted` (the default scheme, bypass of credentials) and `zowe`, the same upstream with
+    `apiml.authentication.scheme: zoweJwt`."""
+    zowe = service("zowe", [(HOST, scripted.port)], {"ws_v1": ("ws/v1", "/zowe/ws")})
+    zowe["metadata"]["apiml.authentication.scheme"] = "zoweJwt"
+    config = gateway_config([service("scripted", [(HOST, scripted.port)], {"ws_v1": ("ws/v1", "/scripted/ws")}), zowe])
     config["server"]["ssl"] = {"enabled": True, "certificate": str(tls_dir / "chain.pem"), "certificateKey": str(tls_dir / "key.pem")}
     config["server"]["auth"] = {"htpasswd": str(users_file), "adminUsers": ["root"]}
     if jwt is not None:
@@ -343,6 +347,43 @@ def test_the_generated_key_is_kept_next_to_the_config_and_tokens_survive_a_resta
         assert_accepted(gateway, context, scripted, {"Authorization": f"Bearer {token}"})
     finally:
         gateway.child.stop()
+
+
+def verified_claims(token: str, key: bytes) -> dict:
+    """The claims of an HS256 `token`, after checking its signature with `key`."""
+    head, payload, signature = token.split(".")
+    assert json.loads(base64.urlsafe_b64decode(head + "==")) == {"typ": "JWT", "alg": "HS256"}
+    assert hmac.compare_digest(b64(hmac.new(key, f"{head}.{payload}".encode(), hashlib.sha256).digest()), signature)
+    return json.loads(base64.urlsafe_b64decode(payload + "=="))
+
+
+def test_a_zowe_jwt_service_gets_a_fresh_token_for_a_basic_credential_and_no_authorization(gw, context, scripted, key_file):
+    path = f"/zowe/ws/v1/{mark()}"
+    assert run(echo(gw, context, path, {"Authorization": basic("alice"), "Cookie": "theme=dark"})) == "hello"
+    record = scripted.wait_record(path.rsplit("/", 1)[1])
+    assert record.header("authorization") is None
+    theme, _, cookie = record.header("cookie").partition("; ")
+    assert theme == "theme=dark"
+    name, _, token = cookie.partition("=")
+    assert name == COOKIE
+    ISSUED.append(token)
+    issued = verified_claims(token, key_file.read_bytes())
+    assert (issued["sub"], issued["iss"], issued["exp"] - issued["iat"]) == ("alice", "wsgate", LIFETIME)
+
+
+def test_a_zowe_jwt_service_gets_the_client_token(gw, context, scripted):
+    token = login(gw, context)
+    path = f"/zowe/ws/v1/{mark()}"
+    assert run(echo(gw, context, path, {"Authorization": f"Bearer {token}"})) == "hello"
+    record = scripted.wait_record(path.rsplit("/", 1)[1])
+    assert (record.header("authorization"), record.header("cookie")) == (None, f"{COOKIE}={token}")
+
+
+def test_a_zowe_jwt_service_is_not_reached_with_a_bad_credential(gw, context, scripted):
+    token = mark()
+    headers = {"Authorization": basic("alice", "not-her-password")}
+    assert run(closed(gw, context, f"/zowe/ws/v1/{token}", headers)) == (1003, "Invalid login credentials")
+    assert scripted.find(token) == []
 
 
 def test_the_log_shows_no_token_and_no_password(gw):

@@ -51,6 +51,10 @@ pub const SCHEME_METADATA: &str = "apiml.authentication.scheme";
 /// credentials reach it unchecked.
 pub const BYPASS: &str = "bypass";
 
+/// The [`SCHEME_METADATA`] value by which a service gets the gateway's JWT as the [`COOKIE`]
+/// cookie instead of its clients' credentials, as Zowe's services do.
+pub const ZOWE_JWT: &str = "zoweJwt";
+
 /// Why a request was refused before it reached a service or a diagnostics endpoint. The messages
 /// are for the log: they name the user, never the password.
 #[derive(Debug, Error)]
@@ -178,6 +182,11 @@ impl Guard {
         Guard { authenticator, tokens, origins, admin: AdminAccess::new(config.admin_users, config.admin_allow) }
     }
 
+    /// The authenticator, when `server.auth.htpasswd` is set.
+    pub fn authenticator(&self) -> Option<&Arc<Authenticator>> {
+        self.authenticator.as_ref()
+    }
+
     /// The browser login's tokens, when `server.auth.htpasswd` is set.
     pub fn tokens(&self) -> Option<&Arc<Tokens>> {
         self.tokens.as_ref()
@@ -191,16 +200,16 @@ impl Guard {
     /// [`AuthError::MissingCredentials`] without either (or without an htpasswd file),
     /// [`AuthError::InvalidToken`] or [`AuthError::InvalidCredentials`] when it does not verify.
     pub async fn identify(&self, headers: &HeaderMap) -> Result<String, AuthError> {
-        let authenticator = self.authenticator.as_ref().ok_or(AuthError::MissingCredentials)?;
-        match (&self.tokens, token_of(headers)) {
-            (Some(tokens), Some(token)) => Ok(tokens.verify(token)?.sub),
-            _ => authenticator.check(headers).await.map(|credentials| credentials.username),
-        }
+        self.identify_with_token(headers).await.map(|(user, _)| user)
     }
 
-    /// The authenticator, when `server.auth.htpasswd` is set.
-    pub fn authenticator(&self) -> Option<&Arc<Authenticator>> {
-        self.authenticator.as_ref()
+    /// [`Guard::identify`], with the token that proved it, if one did.
+    async fn identify_with_token<'h>(&self, headers: &'h HeaderMap) -> Result<(String, Option<&'h str>), AuthError> {
+        let authenticator = self.authenticator.as_ref().ok_or(AuthError::MissingCredentials)?;
+        match (&self.tokens, token_of(headers)) {
+            (Some(tokens), Some(token)) => Ok((tokens.verify(token)?.sub, Some(token))),
+            _ => authenticator.check(headers).await.map(|credentials| (credentials.username, None)),
+        }
     }
 
     /// Checks the `Origin` of a WebSocket handshake.
@@ -216,19 +225,29 @@ impl Guard {
     }
 
     /// Checks the credential of a request for `service`: always passes without an htpasswd file
-    /// or when the service's metadata says `apiml.authentication.scheme: bypass`.
+    /// or when the service's metadata says `apiml.authentication.scheme: bypass`. For a
+    /// [`ZOWE_JWT`] service, answers the token the service gets instead of the client's
+    /// credentials: the client's own token, or a fresh one for a Basic credential.
     ///
     /// # Errors
     ///
-    /// [`AuthError::MissingCredentials`] or [`AuthError::InvalidCredentials`].
-    pub async fn admit(&self, headers: &HeaderMap, service: &Service) -> Result<(), AuthError> {
+    /// [`AuthError::MissingCredentials`], [`AuthError::InvalidCredentials`] or
+    /// [`AuthError::InvalidToken`].
+    pub async fn admit(&self, headers: &HeaderMap, service: &Service) -> Result<Option<String>, AuthError> {
         if self.authenticator.is_none() {
-            return Ok(());
+            return Ok(None);
         }
-        if service.metadata.get(SCHEME_METADATA).is_some_and(|scheme| scheme.trim().eq_ignore_ascii_case(BYPASS)) {
-            return Ok(());
+        let scheme = service.metadata.get(SCHEME_METADATA).map(|scheme| scheme.trim());
+        if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(BYPASS)) {
+            return Ok(None);
         }
-        self.identify(headers).await.map(drop)
+        let (user, token) = self.identify_with_token(headers).await?;
+        // Tokens exist whenever an authenticator does (the configuration makes both).
+        match (&self.tokens, token) {
+            (Some(tokens), None) if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT)) => Ok(Some(tokens.issue(&user)?.0)),
+            (_, Some(token)) if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT)) => Ok(Some(token.to_owned())),
+            _ => Ok(None),
+        }
     }
 
     /// Checks a request for a protected diagnostics endpoint from `client`.
@@ -266,7 +285,8 @@ mod tests {
 
     fn guard(htpasswd: bool) -> Guard {
         let users = format!("alice:{}\n", bcrypt::hash("hunter2", 4).unwrap());
-        let config = AuthConfig { htpasswd: htpasswd.then(|| Htpasswd::parse(&users, Path::new("users")).unwrap()), ..AuthConfig::default() };
+        let jwt = crate::config::JwtConfig { key: vec![7; 32], expiration: Duration::from_secs(60) };
+        let config = AuthConfig { htpasswd: htpasswd.then(|| Htpasswd::parse(&users, Path::new("users")).unwrap()), jwt: htpasswd.then_some(jwt), ..AuthConfig::default() };
         Guard::new(config, OriginPolicy::parse(&["https://app.example"]).unwrap())
     }
 
@@ -282,6 +302,24 @@ mod tests {
         assert!(guard.admit(&HeaderMap::new(), &service(Some("bypass"))).await.is_ok());
         assert!(guard.admit(&headers(&[(name, wrong.as_str())]), &service(Some(" Bypass "))).await.is_ok());
         assert!(guard.authenticator().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_zowe_jwt_service_gets_the_client_token_or_a_fresh_one_and_others_none() {
+        let guard = guard(true);
+        let tokens = guard.tokens().unwrap();
+        let (name, good) = basic("alice", "hunter2");
+        let basic_headers = headers(&[(name, good.as_str())]);
+        let fresh = guard.admit(&basic_headers, &service(Some("zoweJwt"))).await.unwrap().unwrap();
+        assert_eq!(tokens.verify(&fresh).unwrap().sub, "alice");
+        assert_eq!(guard.admit(&basic_headers, &service(None)).await.unwrap(), None);
+        let (token, _) = tokens.issue("alice").unwrap();
+        let cookie = headers(&[(header::COOKIE, format!("{COOKIE}={token}").as_str())]);
+        assert_eq!(guard.admit(&cookie, &service(Some("zoweJwt"))).await.unwrap(), Some(token.clone()));
+        assert_eq!(guard.admit(&cookie, &service(None)).await.unwrap(), None);
+        assert_eq!(guard.identify(&cookie).await.unwrap(), "alice");
+        let forged = headers(&[(header::AUTHORIZATION, "Bearer a.b.c")]);
+        assert!(matches!(guard.admit(&forged, &service(Some("zoweJwt"))).await, Err(AuthError::InvalidToken(_))));
     }
 
     #[tokio::test]

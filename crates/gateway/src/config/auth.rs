@@ -209,8 +209,35 @@ mod tests {
     }
 
     #[test]
+    fn the_jwt_key_is_generated_next_to_the_config_once_and_reused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let folder = Folder::new("jwt-generated");
+        assert!(parse(&folder, "").unwrap().auth.jwt.is_none(), "no login without htpasswd");
+        assert!(!folder.0.join(super::GENERATED_KEY_FILE).exists());
+        let first = parse(&folder, "server: {auth: {htpasswd: users}}").unwrap().auth.jwt.unwrap();
+        assert_eq!(first.expiration, super::DEFAULT_JWT_EXPIRATION);
+        let file = folder.0.join(super::GENERATED_KEY_FILE);
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), first.key);
+        assert!(first.key.len() >= 32);
+        let second = parse(&folder, "server: {auth: {htpasswd: users, jwt: {expiration: 30m}}}").unwrap().auth.jwt.unwrap();
+        assert_eq!((&second.key, second.expiration), (&first.key, Duration::from_secs(1800)));
+        assert!(!format!("{first:?}").contains("key"), "the key is never shown");
+    }
+
+    #[test]
+    fn a_jwt_key_file_is_read_relative_to_the_config() {
+        let folder = Folder::new("jwt-file");
+        std::fs::write(folder.0.join("jwt.key"), [42u8; 32]).unwrap();
+        let jwt = parse(&folder, "server: {auth: {htpasswd: users, jwt: {keyFile: jwt.key}}}").unwrap().auth.jwt.unwrap();
+        assert_eq!(jwt.key, vec![42u8; 32]);
+        assert!(!folder.0.join(super::GENERATED_KEY_FILE).exists());
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let folder = Folder::new("errors");
+        std::fs::write(folder.0.join("short"), "too short").unwrap();
         for (text, key, detail) in [
             ("server: {auth: {adminUsers: root}}", "server.auth.adminUsers", "needs server.auth.htpasswd"),
             ("server: {auth: {htpasswd: users, adminUsers: bob}}", "server.auth.adminUsers", "`bob`"),
@@ -218,6 +245,11 @@ mod tests {
             ("server: {auth: {htpasswd: missing}}", "server.auth.htpasswd", "missing"),
             ("server: {auth: {adminAllow: [localhost]}}", "server.auth.adminAllow", "localhost"),
             ("server: {auth: {cacheTtl: soon}}", "server.auth.cacheTtl", "soon"),
+            ("server: {auth: {htpasswd: users, jwt: {expiration: soon}}}", "server.auth.jwt.expiration", "soon"),
+            ("server: {auth: {htpasswd: users, jwt: {expiration: 0s}}}", "server.auth.jwt.expiration", "0s"),
+            ("server: {auth: {htpasswd: users, jwt: {keyFile: nokey}}}", "server.auth.jwt.keyFile", "nokey"),
+            ("server: {auth: {htpasswd: users, jwt: {keyFile: short}}}", "server.auth.jwt.keyFile", "at least 32"),
+            ("server: {auth: {htpasswd: users, jwt: {algorithm: HS256}}}", "", "algorithm"),
         ] {
             let error = parse(&folder, text).unwrap_err().to_string();
             assert!(error.starts_with(key) && error.contains(detail), "{text}: {error}");
