@@ -89,9 +89,15 @@ def jwt_config(scripted, tls_dir, users_file, jwt: dict | None = None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gw(log_dir, scripted, tls_dir, users_file, key_file):
-    """TLS, htpasswd, admin user root, the test's key file, 1 h tokens; debug logs for the log test."""
+def gw(log_dir, scripted, demo, tls_dir, users_file, key_file):
+    """TLS, htpasswd, admin user root, the test's key file, 1 h tokens; debug logs for the log test.
+    Also the demo service's request echo (`/echo/api/v1/request`), and the same as a zoweJwt service
+    (`/zoweecho/api/v1/request`), for HTTP requests."""
     config = jwt_config(scripted, tls_dir, users_file, {"keyFile": str(key_file), "expiration": "1h"})
+    echo_routes = {"api_v1": ("api/v1", "/discoverableclient/api/v1")}
+    zowe_echo = service("zoweecho", [(HOST, demo.port)], echo_routes)
+    zowe_echo["metadata"]["apiml.authentication.scheme"] = "zoweJwt"
+    config["services"] += [service("echo", [(HOST, demo.port)], echo_routes), zowe_echo]
     return start_gateway(log_dir, "jwt", config, {"RUST_LOG": "debug"})
 
 
@@ -384,6 +390,30 @@ def test_a_zowe_jwt_service_is_not_reached_with_a_bad_credential(gw, context, sc
     headers = {"Authorization": basic("alice", "not-her-password")}
     assert run(closed(gw, context, f"/zowe/ws/v1/{token}", headers)) == (1003, "Invalid login credentials")
     assert scripted.find(token) == []
+
+
+def echoed_headers(gateway, context, path: str, headers: dict[str, str]) -> dict:
+    status, _, body = https(gateway, context, "GET", path, headers)
+    assert status == 200, body
+    return {name.lower(): value for name, value in json.loads(body)["headers"].items()}
+
+
+def test_http_routes_take_the_token_and_refuse_bad_ones(gw, context, key_file):
+    token = login(gw, context)
+    seen = echoed_headers(gw, context, "/echo/api/v1/request", {"Authorization": f"Bearer {token}"})
+    assert seen["authorization"] == f"Bearer {token}", "bypass: the client's credential untouched"
+    for carrier in [{"Authorization": f"Bearer {bad_tokens(key_file.read_bytes())['tampered']}"}, {"Cookie": f"{COOKIE}=x.y.z"}]:
+        status, headers, body = https(gw, context, "GET", "/echo/api/v1/request", carrier)
+        assert (status, header(headers, "WWW-Authenticate"), body) == (401, 'Basic realm="wsgate"', b"Invalid login credentials\n")
+
+
+def test_a_zowe_jwt_http_service_gets_the_token_cookie_and_no_authorization(gw, context, key_file):
+    seen = echoed_headers(gw, context, "/zoweecho/api/v1/request", {"Authorization": basic("alice")})
+    assert "authorization" not in seen
+    name, _, token = seen["cookie"].partition("=")
+    assert name == COOKIE
+    ISSUED.append(token)
+    assert verified_claims(token, key_file.read_bytes())["sub"] == "alice"
 
 
 def test_the_log_shows_no_token_and_no_password(gw):
