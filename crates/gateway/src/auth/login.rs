@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{AuthError, Credentials, Guard, COOKIE};
+use super::{token_of, AuthError, Authenticator, Claims, Credentials, Guard, Tokens, COOKIE};
 use crate::body::{self, Body};
 use crate::failure::Failure;
 
@@ -40,13 +40,13 @@ where
     let Some(endpoint) = request.uri().path().strip_prefix(PREFIX).map(str::to_owned) else {
         return text(StatusCode::NOT_FOUND, "Not found\n");
     };
-    let Some(tokens) = guard.tokens() else {
+    let (Some(authenticator), Some(tokens)) = (guard.authenticator(), guard.tokens()) else {
         return text(StatusCode::NOT_FOUND, "Login is not enabled: server.auth.htpasswd is not set\n");
     };
     let method = request.method().clone();
     match (endpoint.as_str(), method) {
-        ("login", Method::POST) => login(request, client, guard).await,
-        ("query", Method::GET) => match guard_token(guard, request.headers()) {
+        ("login", Method::POST) => login(request, client, authenticator, tokens).await,
+        ("query", Method::GET) => match valid_token(tokens, request.headers()) {
             Ok(claims) => {
                 let at = |seconds| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string();
                 let body = json!({ "userId": claims.sub, "creation": at(claims.iat), "expiration": at(claims.exp) });
@@ -58,7 +58,7 @@ where
         },
         ("logout", Method::POST) => {
             // The cookie is cleared whatever the token: a browser holding a stale one is logged out too.
-            if let Ok(claims) = guard_token(guard, request.headers()) {
+            if let Ok(claims) = valid_token(tokens, request.headers()) {
                 tokens.revoke(&claims);
                 info!(%client, user = ?claims.sub, "logged out");
             }
@@ -70,15 +70,12 @@ where
     }
 }
 
-/// The login: checks the credential with the authenticator and answers the token as a cookie.
-async fn login<B>(request: Request<B>, client: SocketAddr, guard: &Guard) -> Response<Body>
+/// The login: checks the credential with `authenticator` and answers a token as a cookie.
+async fn login<B>(request: Request<B>, client: SocketAddr, authenticator: &Authenticator, tokens: &Tokens) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (Some(authenticator), Some(tokens)) = (guard.authenticator(), guard.tokens()) else {
-        return text(StatusCode::NOT_FOUND, "Login is not enabled: server.auth.htpasswd is not set\n");
-    };
     let credentials = match Credentials::from_headers(request.headers()) {
         Some(credentials) => Some(credentials),
         None => match Limited::new(request.into_body(), MAX_BODY).collect().await {
@@ -104,10 +101,9 @@ where
     }
 }
 
-/// The valid token of `headers`.
-fn guard_token(guard: &Guard, headers: &http::HeaderMap) -> Result<super::Claims, AuthError> {
-    let tokens = guard.tokens().ok_or(AuthError::MissingCredentials)?;
-    let token = super::token_of(headers).ok_or(AuthError::MissingCredentials)?;
+/// The claims of the valid token of `headers`.
+fn valid_token(tokens: &Tokens, headers: &HeaderMap) -> Result<Claims, AuthError> {
+    let token = token_of(headers).ok_or(AuthError::MissingCredentials)?;
     Ok(tokens.verify(token)?)
 }
 

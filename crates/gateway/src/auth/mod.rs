@@ -10,9 +10,10 @@
 //! - [`Tokens`]: the browser login's JWTs (`server.auth.jwt.*`), accepted wherever a Basic
 //!   credential is; [`login`] serves the login, query and logout endpoints.
 //!
-//! [`Guard`] holds the three and answers the pipelines' one question each: may this request go
-//! on? A refusal is an [`AuthError`], which [`crate::failure`] turns into what the client sees.
-//! Credentials are never logged, and checked ones still reach the service untouched.
+//! [`Guard`] holds them and answers the pipelines' one question each: may this request go on? A
+//! refusal is an [`AuthError`], which [`crate::failure`] turns into what the client sees.
+//! Credentials and tokens are never logged; checked ones still reach the service untouched, but
+//! for a [`ZOWE_JWT`] service, which gets the gateway's token instead.
 
 mod admin;
 mod basic;
