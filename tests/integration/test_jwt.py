@@ -245,9 +245,9 @@ def test_bad_logins_get_401_and_no_cookie(gw, context, headers, body):
     assert header(response_headers, "Set-Cookie") is None
 
 
-def test_login_is_post_only(gw, context):
-    status, _, _ = https(gw, context, "GET", LOGIN, {"Authorization": basic("alice")})
-    assert status == 405
+def test_each_endpoint_takes_its_method_and_others_are_unknown(gw, context):
+    for method, path, status in [("GET", LOGIN, 405), ("POST", QUERY, 405), ("GET", LOGOUT, 405), ("POST", "/gateway/api/v1/auth/nosuch", 404)]:
+        assert https(gw, context, method, path, {"Authorization": basic("alice")})[0] == status, (method, path)
 
 
 def test_without_htpasswd_there_is_no_login(log_dir, scripted):

@@ -85,6 +85,7 @@ impl Failure {
             }
             Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. } | AuthError::InvalidToken(_)) => (CloseCode::UNSUPPORTED_DATA, "Invalid login credentials".into()),
             Failure::Auth(AuthError::OriginNotAllowed { .. }) => (CloseCode::POLICY_VIOLATION, "Origin not allowed".into()),
+            Failure::Auth(AuthError::TokenNotIssued(_)) => (CloseCode::INTERNAL_ERROR, "No login token could be issued".into()),
             Failure::Auth(AuthError::NotAdmin { .. } | AuthError::AddressNotAllowed { .. }) => (CloseCode::POLICY_VIOLATION, "Access denied".into()),
         }
     }
@@ -103,6 +104,7 @@ impl Failure {
             Failure::Limit(LimitExceeded::PerService { .. } | LimitExceeded::Total { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. } | AuthError::InvalidToken(_)) => StatusCode::UNAUTHORIZED,
             Failure::Auth(AuthError::OriginNotAllowed { .. } | AuthError::NotAdmin { .. } | AuthError::AddressNotAllowed { .. }) => StatusCode::FORBIDDEN,
+            Failure::Auth(AuthError::TokenNotIssued(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -216,6 +218,7 @@ mod tests {
         check(AuthError::MissingCredentials.into(), 1003, "Invalid login credentials", 401);
         check(AuthError::InvalidCredentials { username: "alice".into() }.into(), 1003, "Invalid login credentials", 401);
         check(AuthError::InvalidToken(crate::auth::TokenError::Revoked { user: "alice".into() }).into(), 1003, "Invalid login credentials", 401);
+        check(AuthError::TokenNotIssued(crate::auth::TokenError::Random).into(), 1011, "No login token could be issued", 500);
         check(AuthError::OriginNotAllowed { origin: "https://evil.example".into() }.into(), 1008, "Origin not allowed", 403);
         check(AuthError::NotAdmin { username: "alice".into() }.into(), 1008, "Access denied", 403);
         check(AuthError::AddressNotAllowed { address: [192, 0, 2, 1].into() }.into(), 1008, "Access denied", 403);

@@ -94,10 +94,7 @@ where
             info!(%client, user = ?credentials.username, "logged in");
             set_cookie(StatusCode::NO_CONTENT, &token, tokens.lifetime())
         }
-        Err(error) => {
-            warn!(%client, %error, "no token issued");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "No token could be issued\n")
-        }
+        Err(error) => refuse(client, "login", AuthError::TokenNotIssued(error)),
     }
 }
 

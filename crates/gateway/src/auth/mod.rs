@@ -66,6 +66,9 @@ pub enum AuthError {
     /// A token that does not verify, expired or was logged out.
     #[error(transparent)]
     InvalidToken(#[from] TokenError),
+    /// The gateway could not make a token (no randomness): its own failure, not the client's.
+    #[error("no token could be issued: {0}")]
+    TokenNotIssued(TokenError),
     /// An unknown user or a wrong password.
     #[error("invalid credentials for user {username:?}")]
     InvalidCredentials {
@@ -233,7 +236,8 @@ impl Guard {
     /// # Errors
     ///
     /// [`AuthError::MissingCredentials`], [`AuthError::InvalidCredentials`] or
-    /// [`AuthError::InvalidToken`].
+    /// [`AuthError::InvalidToken`]; [`AuthError::TokenNotIssued`] when a `zoweJwt` service's token
+    /// cannot be made.
     pub async fn admit(&self, headers: &HeaderMap, service: &Service) -> Result<Option<String>, AuthError> {
         if self.authenticator.is_none() {
             return Ok(None);
@@ -245,7 +249,7 @@ impl Guard {
         let (user, token) = self.identify_with_token(headers).await?;
         // Tokens exist whenever an authenticator does (the configuration makes both).
         match (&self.tokens, token) {
-            (Some(tokens), None) if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT)) => Ok(Some(tokens.issue(&user)?.0)),
+            (Some(tokens), None) if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT)) => tokens.issue(&user).map(|(token, _)| Some(token)).map_err(AuthError::TokenNotIssued),
             (_, Some(token)) if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT)) => Ok(Some(token.to_owned())),
             _ => Ok(None),
         }
