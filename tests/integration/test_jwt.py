@@ -27,7 +27,7 @@ import trustme
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from support import HOST, connect, expect_close, gateway_config, recv, run, service, start_gateway
+from support import HOST, connect, expect_close, gateway_config, recv, run, serve_until_exit, service, start_gateway
 
 LOGIN = "/gateway/api/v1/auth/login"
 QUERY = "/gateway/api/v1/auth/query"
@@ -223,7 +223,7 @@ def test_curl_logs_in_and_a_wss_session_opens_with_the_cookie_of_its_jar(gw, con
 def test_json_login_and_bearer_sessions(gw, context, scripted):
     body = json.dumps({"username": "alice", "password": PASSWORDS["alice"]}).encode()
     status, headers, payload = https(gw, context, "POST", LOGIN, {"Content-Type": "application/json"}, body)
-    assert (status, payload) == (204, b"")
+    assert (status, payload, header(headers, "Cache-Control")) == (204, b"", "no-store")
     token = token_of_cookie(header(headers, "Set-Cookie"))
     ISSUED.append(token)
     assert_accepted(gw, context, scripted, {"Authorization": f"Bearer {token}"})
@@ -298,7 +298,7 @@ def test_bad_tokens_are_refused_everywhere(gw, context, scripted, key_file, kind
 def test_query_describes_the_token(gw, context):
     token = login(gw, context)
     status, headers, body = https(gw, context, "GET", QUERY, {"Cookie": f"{COOKIE}={token}"})
-    assert status == 200 and header(headers, "Content-Type") == "application/json"
+    assert (status, header(headers, "Content-Type"), header(headers, "Cache-Control")) == (200, "application/json", "no-store")
     answer = json.loads(body)
     assert answer["userId"] == "alice"
     creation = datetime.fromisoformat(answer["creation"].replace("Z", "+00:00"))
@@ -414,6 +414,17 @@ def test_a_zowe_jwt_http_service_gets_the_token_cookie_and_no_authorization(gw, 
     assert name == COOKIE
     ISSUED.append(token)
     assert verified_claims(token, key_file.read_bytes())["sub"] == "alice"
+
+
+@pytest.mark.parametrize("key,detail", [(b"31 bytes are not enough, no....", "at least 32"), (None, "No such file")], ids=["short", "missing"])
+def test_an_unusable_key_file_stops_the_gateway_naming_the_key(tmp_path, scripted, tls_dir, users_file, key, detail):
+    path = tmp_path / "jwt.key"
+    if key is not None:
+        path.write_bytes(key)
+    finished = serve_until_exit(tmp_path, jwt_config(scripted, tls_dir, users_file, {"keyFile": str(path)}))
+    assert finished.returncode == 64, finished
+    stderr = finished.stderr.decode()
+    assert "server.auth.jwt.keyFile" in stderr and detail in stderr, stderr
 
 
 def test_the_log_shows_no_token_and_no_password(gw):

@@ -52,6 +52,7 @@ where
                 let body = json!({ "userId": claims.sub, "creation": at(claims.iat), "expiration": at(claims.exp) });
                 let mut response = Response::new(body::full(body.to_string()));
                 response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 response
             }
             Err(refusal) => refuse(client, &endpoint, refusal),
@@ -119,6 +120,8 @@ fn set_cookie(status: StatusCode, value: &str, max_age: Duration) -> Response<Bo
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
+    // No cache keeps a token, nor a logout's answer.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
