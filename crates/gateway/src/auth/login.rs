@@ -132,3 +132,63 @@ fn text(status: StatusCode, message: &'static str) -> Response<Body> {
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use base64::Engine as _;
+    use http_body_util::Full;
+
+    use super::*;
+    use crate::auth::{Htpasswd, OriginPolicy};
+    use crate::config::{AuthConfig, JwtConfig};
+
+    fn guard() -> Guard {
+        let users = format!("alice:{}\n", bcrypt::hash("hunter2", 4).unwrap());
+        let jwt = JwtConfig { key: vec![9; 32], expiration: Duration::from_secs(600) };
+        let config = AuthConfig { htpasswd: Some(Htpasswd::parse(&users, Path::new("users")).unwrap()), jwt: Some(jwt), ..AuthConfig::default() };
+        Guard::new(config, OriginPolicy::Any)
+    }
+
+    async fn call(guard: &Guard, method: Method, endpoint: &str, headers: &[(header::HeaderName, String)], body: &str) -> Response<Body> {
+        let mut request = Request::builder().method(method).uri(format!("{PREFIX}{endpoint}"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        handle(request.body(Full::new(Bytes::from(body.to_owned()))).unwrap(), "127.0.0.1:9".parse().unwrap(), guard).await
+    }
+
+    fn cookie(response: &Response<Body>) -> &str {
+        response.headers()[header::SET_COOKIE].to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn login_query_logout() {
+        let guard = guard();
+        let json = r#"{"username": "alice", "password": "hunter2"}"#;
+        let response = call(&guard, Method::POST, "login", &[], json).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        let token = cookie(&response).strip_prefix("apimlAuthenticationToken=").unwrap().split(';').next().unwrap().to_owned();
+        assert!(cookie(&response).ends_with("; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=600"));
+        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:hunter2"));
+        assert_eq!(call(&guard, Method::POST, "login", &[(header::AUTHORIZATION, basic)], "").await.status(), StatusCode::NO_CONTENT);
+        let wrong = call(&guard, Method::POST, "login", &[], r#"{"username": "alice", "password": "hunter3"}"#).await;
+        assert!(wrong.status() == StatusCode::UNAUTHORIZED && wrong.headers().get(header::SET_COOKIE).is_none());
+        let bearer = [(header::AUTHORIZATION, format!("Bearer {token}"))];
+        let query = call(&guard, Method::GET, "query", &bearer, "").await;
+        assert_eq!(query.status(), StatusCode::OK);
+        let body = query.into_body().collect().await.unwrap().to_bytes();
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["userId"], "alice");
+        let logout = call(&guard, Method::POST, "logout", &bearer, "").await;
+        assert_eq!((logout.status(), cookie(&logout)), (StatusCode::NO_CONTENT, "apimlAuthenticationToken=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"));
+        assert_eq!(call(&guard, Method::GET, "query", &bearer, "").await.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn without_htpasswd_there_is_no_login() {
+        let guard = Guard::new(AuthConfig::default(), OriginPolicy::Any);
+        assert_eq!(call(&guard, Method::POST, "login", &[], "").await.status(), StatusCode::NOT_FOUND);
+    }
+}
