@@ -68,6 +68,8 @@ pub struct Tokens {
     random: SystemRandom,
     /// Revoked `jti` → the token's `exp`, pruned when passed.
     revoked: Mutex<HashMap<String, u64>>,
+    /// At most this many revocations are kept ([`MAX_REVOKED`]).
+    max_revoked: usize,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -95,6 +97,7 @@ impl Tokens {
             lifetime,
             random: SystemRandom::new(),
             revoked: Mutex::new(HashMap::new()),
+            max_revoked: MAX_REVOKED,
         }
     }
 
@@ -136,9 +139,9 @@ impl Tokens {
         let now = now();
         let mut revoked = self.lock();
         revoked.retain(|_, exp| *exp >= now);
-        if revoked.len() >= MAX_REVOKED {
+        if revoked.len() >= self.max_revoked {
             if let Some(soonest) = revoked.iter().min_by_key(|(_, exp)| **exp).map(|(jti, _)| jti.clone()) {
-                warn!(limit = MAX_REVOKED, "too many logged-out tokens: the one expiring soonest is forgotten");
+                warn!(limit = self.max_revoked, "too many logged-out tokens: the one expiring soonest is forgotten");
                 revoked.remove(&soonest);
             }
         }
@@ -191,6 +194,21 @@ mod tests {
         assert!(matches!(tokens.verify(&token), Err(TokenError::Revoked { .. })));
         let (other, _) = tokens.issue("alice").unwrap();
         assert!(tokens.verify(&other).is_ok(), "a new login gets a new id");
+    }
+
+    #[test]
+    fn revocations_are_pruned_on_expiry_and_bounded() {
+        let tokens = Tokens { max_revoked: 2, ..Tokens::new(KEY, Duration::from_secs(3600)) };
+        let claims = |jti: &str, exp: u64| Claims { sub: "alice".into(), iat: 0, exp, jti: jti.into(), iss: ISSUER.into() };
+        let soon = now() + 100;
+        tokens.revoke(&claims("passed", 1));
+        tokens.revoke(&claims("soonest", soon));
+        assert!(!tokens.lock().contains_key("passed"), "expired revocations are pruned");
+        tokens.revoke(&claims("later", soon + 10));
+        tokens.revoke(&claims("latest", soon + 20));
+        let mut kept: Vec<String> = tokens.lock().keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["later", "latest"], "at the bound, the revocation expiring soonest goes");
     }
 
     #[test]
