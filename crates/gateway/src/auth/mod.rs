@@ -246,12 +246,14 @@ impl Guard {
         if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(BYPASS)) {
             return Ok(None);
         }
+        let zowe_jwt = scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT));
         let (user, token) = self.identify_with_token(headers).await?;
-        // Tokens exist whenever an authenticator does (the configuration makes both).
         match (&self.tokens, token) {
-            (Some(tokens), None) if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT)) => tokens.issue(&user).map(|(token, _)| Some(token)).map_err(AuthError::TokenNotIssued),
-            (_, Some(token)) if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT)) => Ok(Some(token.to_owned())),
-            _ => Ok(None),
+            _ if !zowe_jwt => Ok(None),
+            (_, Some(token)) => Ok(Some(token.to_owned())),
+            (Some(tokens), None) => tokens.issue(&user).map(|(token, _)| Some(token)).map_err(AuthError::TokenNotIssued),
+            // Never: the configuration makes the tokens with the authenticator.
+            (None, None) => Ok(None),
         }
     }
 
