@@ -70,8 +70,10 @@ def users_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def key_file(tmp_path_factory):
+    """Left readable by everyone (0644), which the gateway warns about."""
     path = tmp_path_factory.mktemp("jwt-key") / "jwt.key"
     path.write_bytes(os.urandom(48))
+    path.chmod(0o644)
     return path
 
 
@@ -431,6 +433,7 @@ def test_the_log_shows_no_token_and_no_password(gw):
     """Last in the file: every test above has logged what it makes the gateway log."""
     log = gw.child.stderr_path.read_text("utf-8", "replace")
     assert "logged in" in log and "logged out" in log and "refused" in log
+    assert "server.auth.jwt.keyFile can be read by other users" in log
     assert ISSUED
     for secret in [*PASSWORDS.values(), *ISSUED]:
         assert secret not in log

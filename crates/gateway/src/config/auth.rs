@@ -2,11 +2,12 @@
 //! browser login's signing key and token lifetime, validated.
 
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
+use tracing::warn;
 
 use wsgate_registry::AllowList;
 
@@ -113,6 +114,9 @@ fn jwt(raw: RawJwt, base: &Path) -> Result<JwtConfig, ConfigError> {
         None | Some("") => generated_key(&base.join(GENERATED_KEY_FILE)),
         Some(name) => {
             let path = base.join(name);
+            if std::fs::metadata(&path).is_ok_and(|metadata| metadata.permissions().mode() & 0o077 != 0) {
+                warn!(file = %path.display(), "server.auth.jwt.keyFile can be read by other users, who could make login tokens: chmod 600 it");
+            }
             std::fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))
         }
     }
