@@ -83,8 +83,9 @@ impl Failure {
             Failure::Limit(LimitExceeded::Total { limit }) => {
                 (CloseCode::TRY_AGAIN_LATER, format!("Too many sessions on the gateway (server.limits.maxSessions: {limit})").into())
             }
-            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => (CloseCode::UNSUPPORTED_DATA, "Invalid login credentials".into()),
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. } | AuthError::InvalidToken(_)) => (CloseCode::UNSUPPORTED_DATA, "Invalid login credentials".into()),
             Failure::Auth(AuthError::OriginNotAllowed { .. }) => (CloseCode::POLICY_VIOLATION, "Origin not allowed".into()),
+            Failure::Auth(AuthError::TokenNotIssued(_)) => (CloseCode::INTERNAL_ERROR, "No login token could be issued".into()),
             Failure::Auth(AuthError::NotAdmin { .. } | AuthError::AddressNotAllowed { .. }) => (CloseCode::POLICY_VIOLATION, "Access denied".into()),
         }
     }
@@ -101,8 +102,9 @@ impl Failure {
             },
             Failure::Limit(LimitExceeded::PerClient { .. }) => StatusCode::TOO_MANY_REQUESTS,
             Failure::Limit(LimitExceeded::PerService { .. } | LimitExceeded::Total { .. }) => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => StatusCode::UNAUTHORIZED,
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. } | AuthError::InvalidToken(_)) => StatusCode::UNAUTHORIZED,
             Failure::Auth(AuthError::OriginNotAllowed { .. } | AuthError::NotAdmin { .. } | AuthError::AddressNotAllowed { .. }) => StatusCode::FORBIDDEN,
+            Failure::Auth(AuthError::TokenNotIssued(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -118,7 +120,7 @@ impl Failure {
             Failure::Connect(ConnectError { cause: ConnectCause::Refusal(ServiceRefusal::Status { www_authenticate: Some(challenge), .. }), .. }) => {
                 headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
             }
-            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. }) => {
+            Failure::Auth(AuthError::MissingCredentials | AuthError::InvalidCredentials { .. } | AuthError::InvalidToken(_)) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
             }
             _ => {}
@@ -215,6 +217,8 @@ mod tests {
     fn one_row_per_gateway_refusal() {
         check(AuthError::MissingCredentials.into(), 1003, "Invalid login credentials", 401);
         check(AuthError::InvalidCredentials { username: "alice".into() }.into(), 1003, "Invalid login credentials", 401);
+        check(AuthError::InvalidToken(crate::auth::TokenError::Revoked { user: "alice".into() }).into(), 1003, "Invalid login credentials", 401);
+        check(AuthError::TokenNotIssued(crate::auth::TokenError::Random).into(), 1011, "No login token could be issued", 500);
         check(AuthError::OriginNotAllowed { origin: "https://evil.example".into() }.into(), 1008, "Origin not allowed", 403);
         check(AuthError::NotAdmin { username: "alice".into() }.into(), 1008, "Access denied", 403);
         check(AuthError::AddressNotAllowed { address: [192, 0, 2, 1].into() }.into(), 1008, "Access denied", 403);

@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::admin;
-use crate::auth::{Guard, RegistryUsers};
+use crate::auth::{login, Guard, RegistryUsers};
 use crate::balance::Picker;
 use crate::body::Body;
 use crate::config::{Config, WebSocketConfig};
@@ -101,7 +101,7 @@ impl Shared {
     /// The `X-Forwarded-*` facts of a request from `client`.
     pub(crate) fn forwarded<B>(&self, client: SocketAddr, request: &Request<B>) -> Forwarded {
         let proto = if self.tls.is_some() { "https" } else { "http" };
-        Forwarded { client, proto, host: request.headers().get(header::HOST).cloned(), port: self.port }
+        Forwarded { client, proto, host: request.headers().get(header::HOST).cloned(), port: self.port, service_token: None }
     }
 }
 
@@ -295,6 +295,9 @@ async fn dispatch(shared: Arc<Shared>, client: SocketAddr, request: Request<Inco
     if request.uri().path().starts_with(admin::PREFIX) {
         return Ok(admin::handle(&request, client, &shared.guard, &shared.sessions, &shared.directory).await);
     }
+    if request.uri().path().starts_with(login::PREFIX) {
+        return Ok(login::handle(request, client, &shared.guard).await);
+    }
     let response = match Offer::inspect(&request, &shared.websocket.subprotocols) {
         Err(error) => handshake::reject(error),
         Ok(Some(offer)) => websocket::open(shared, request, offer, client).await,
@@ -307,11 +310,14 @@ async fn dispatch(shared: Arc<Shared>, client: SocketAddr, request: Request<Inco
 async fn forward_http(shared: &Shared, request: Request<Incoming>, client: SocketAddr) -> Result<Response<Body>, Failure> {
     let routes = Arc::clone(&shared.routes.borrow());
     let resolved = routes.resolve(request.uri().path(), request.uri().query())?;
-    if let Err(refusal) = shared.guard.admit(request.headers(), &resolved.service.service).await {
-        warn!(%client, path = request.uri().path(), error = %refusal, "request refused");
-        return Err(refusal.into());
-    }
-    let forwarded = shared.forwarded(client, &request);
+    let service_token = match shared.guard.admit(request.headers(), &resolved.service.service).await {
+        Ok(token) => token,
+        Err(refusal) => {
+            warn!(%client, path = request.uri().path(), error = %refusal, "request refused");
+            return Err(refusal.into());
+        }
+    };
+    let forwarded = Forwarded { service_token, ..shared.forwarded(client, &request) };
     shared.proxy.forward(request, &shared.picker, &resolved, &forwarded).await
 }
 

@@ -1,13 +1,13 @@
 //! Who may read the diagnostics other than health (`/application/websockets`, `/routes`...):
 //! clients inside `server.auth.adminAllow`, and, when `server.auth.adminUsers` is set, only with
-//! the Basic credential of one of those users.
+//! the Basic credential or the login token of one of those users.
 
+use std::future::Future;
 use std::net::IpAddr;
 
-use http::HeaderMap;
 use wsgate_registry::AllowList;
 
-use super::{AuthError, Authenticator};
+use super::AuthError;
 
 /// The rule for the protected diagnostics.
 #[derive(Debug, Clone)]
@@ -24,27 +24,27 @@ impl AdminAccess {
         AdminAccess { users, allow }
     }
 
-    /// Checks a request from `client`. Its address is checked first, then its credential,
-    /// then whether the user is an admin, so that a wrong password says nothing about who is one.
+    /// Checks a request from `client` whose verified user `user` tells. Its address is checked
+    /// first, then its credential (`user` is awaited only when `adminUsers` is set), then whether
+    /// the user is an admin, so that a wrong password says nothing about who is one.
     ///
     /// # Errors
     ///
-    /// [`AuthError::AddressNotAllowed`] outside `adminAllow`; [`AuthError::MissingCredentials`] or
-    /// [`AuthError::InvalidCredentials`] without a valid credential when `adminUsers` is set (also
-    /// without an `authenticator`, which the configuration never allows);
-    /// [`AuthError::NotAdmin`] for a valid user who is not an admin.
-    pub async fn admit(&self, headers: &HeaderMap, client: IpAddr, authenticator: Option<&Authenticator>) -> Result<(), AuthError> {
+    /// [`AuthError::AddressNotAllowed`] outside `adminAllow`; `user`'s error without a valid
+    /// credential when `adminUsers` is set; [`AuthError::NotAdmin`] for a valid user who is not an
+    /// admin.
+    pub async fn admit(&self, client: IpAddr, user: impl Future<Output = Result<String, AuthError>>) -> Result<(), AuthError> {
         if !self.allow.allows(client) {
             return Err(AuthError::AddressNotAllowed { address: client });
         }
         let Some(admins) = &self.users else {
             return Ok(());
         };
-        let credentials = authenticator.ok_or(AuthError::MissingCredentials)?.check(headers).await?;
-        if admins.contains(&credentials.username) {
+        let username = user.await?;
+        if admins.contains(&username) {
             Ok(())
         } else {
-            Err(AuthError::NotAdmin { username: credentials.username })
+            Err(AuthError::NotAdmin { username })
         }
     }
 }
@@ -57,8 +57,15 @@ mod tests {
     use base64::Engine as _;
     use http::header::{self, HeaderValue};
 
+    use http::HeaderMap;
+
     use super::*;
-    use crate::auth::Htpasswd;
+    use crate::auth::{Authenticator, Htpasswd};
+
+    /// The user of `headers` as the guard tells it without tokens.
+    async fn user(authenticator: Option<&Authenticator>, headers: HeaderMap) -> Result<String, AuthError> {
+        Ok(authenticator.ok_or(AuthError::MissingCredentials)?.check(&headers).await?.username)
+    }
 
     fn basic(user: &str, password: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -80,12 +87,12 @@ mod tests {
     #[tokio::test]
     async fn without_admin_users_the_address_decides() {
         let access = AdminAccess::new(None, AllowList::loopback());
-        assert!(access.admit(&HeaderMap::new(), ip("127.0.0.1"), None).await.is_ok());
-        assert!(access.admit(&HeaderMap::new(), ip("::1"), None).await.is_ok());
-        let refused = access.admit(&HeaderMap::new(), ip("192.0.2.1"), None).await;
+        assert!(access.admit(ip("127.0.0.1"), user(None, HeaderMap::new())).await.is_ok());
+        assert!(access.admit(ip("::1"), user(None, HeaderMap::new())).await.is_ok());
+        let refused = access.admit(ip("192.0.2.1"), user(None, HeaderMap::new())).await;
         assert!(matches!(refused, Err(AuthError::AddressNotAllowed { .. })), "{refused:?}");
         let narrow = AdminAccess::new(None, AllowList::parse(&["127.0.0.1/32"]).unwrap());
-        assert!(matches!(narrow.admit(&HeaderMap::new(), ip("127.0.0.2"), None).await, Err(AuthError::AddressNotAllowed { .. })));
+        assert!(matches!(narrow.admit(ip("127.0.0.2"), user(None, HeaderMap::new())).await, Err(AuthError::AddressNotAllowed { .. })));
     }
 
     #[tokio::test]
@@ -93,16 +100,16 @@ mod tests {
         let authenticator = authenticator();
         let access = AdminAccess::new(Some(vec!["root".into()]), AllowList::parse(&["0.0.0.0/0", "::/0"]).unwrap());
         let remote = ip("192.0.2.1");
-        assert!(access.admit(&basic("root", "toor"), remote, Some(&authenticator)).await.is_ok());
-        let outcome = access.admit(&HeaderMap::new(), remote, Some(&authenticator)).await;
+        assert!(access.admit(remote, user(Some(&authenticator), basic("root", "toor"))).await.is_ok());
+        let outcome = access.admit(remote, user(Some(&authenticator), HeaderMap::new())).await;
         assert!(matches!(outcome, Err(AuthError::MissingCredentials)), "{outcome:?}");
-        let outcome = access.admit(&basic("root", "wrong"), remote, Some(&authenticator)).await;
+        let outcome = access.admit(remote, user(Some(&authenticator), basic("root", "wrong"))).await;
         assert!(matches!(outcome, Err(AuthError::InvalidCredentials { .. })), "{outcome:?}");
-        let outcome = access.admit(&basic("alice", "wrong"), remote, Some(&authenticator)).await;
+        let outcome = access.admit(remote, user(Some(&authenticator), basic("alice", "wrong"))).await;
         assert!(matches!(outcome, Err(AuthError::InvalidCredentials { .. })), "a wrong password must not tell who is an admin: {outcome:?}");
-        let outcome = access.admit(&basic("alice", "hunter2"), remote, Some(&authenticator)).await;
+        let outcome = access.admit(remote, user(Some(&authenticator), basic("alice", "hunter2"))).await;
         assert!(matches!(outcome, Err(AuthError::NotAdmin { .. })), "{outcome:?}");
-        let outcome = access.admit(&basic("root", "toor"), remote, None).await;
+        let outcome = access.admit(remote, user(None, basic("root", "toor"))).await;
         assert!(matches!(outcome, Err(AuthError::MissingCredentials)), "{outcome:?}");
     }
 }

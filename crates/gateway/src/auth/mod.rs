@@ -7,14 +7,19 @@
 //!   are remembered for `server.auth.cacheTtl`.
 //! - [`OriginPolicy`]: the Origin allow-list of WebSocket handshakes.
 //! - [`AdminAccess`]: who may read the diagnostics other than health.
+//! - [`Tokens`]: the browser login's JWTs (`server.auth.jwt.*`), accepted wherever a Basic
+//!   credential is; [`login`] serves the login, query and logout endpoints.
 //!
-//! [`Guard`] holds the three and answers the pipelines' one question each: may this request go
-//! on? A refusal is an [`AuthError`], which [`crate::failure`] turns into what the client sees.
-//! Credentials are never logged, and checked ones still reach the service untouched.
+//! [`Guard`] holds them and answers the pipelines' one question each: may this request go on? A
+//! refusal is an [`AuthError`], which [`crate::failure`] turns into what the client sees.
+//! Credentials and tokens are never logged; checked ones still reach the service untouched, but
+//! for a [`ZOWE_JWT`] service, which gets the gateway's token instead.
 
 mod admin;
 mod cache;
 mod htpasswd;
+mod jwt;
+pub mod login;
 mod origin;
 mod registry;
 
@@ -36,6 +41,7 @@ use cache::VerifiedCache;
 pub use admin::AdminAccess;
 pub use wsgate_registry::credentials::Credentials;
 pub use htpasswd::{Htpasswd, HtpasswdError};
+pub use jwt::{token_of, Claims, TokenError, Tokens, COOKIE, ISSUER};
 pub use origin::{OriginError, OriginPolicy, OriginVerdict};
 pub use registry::RegistryUsers;
 
@@ -46,13 +52,23 @@ pub const SCHEME_METADATA: &str = "apiml.authentication.scheme";
 /// credentials reach it unchecked.
 pub const BYPASS: &str = "bypass";
 
+/// The [`SCHEME_METADATA`] value by which a service gets the gateway's JWT as the [`COOKIE`]
+/// cookie instead of its clients' credentials, as Zowe's services do.
+pub const ZOWE_JWT: &str = "zoweJwt";
+
 /// Why a request was refused before it reached a service or a diagnostics endpoint. The messages
 /// are for the log: they name the user, never the password.
 #[derive(Debug, Error)]
 pub enum AuthError {
-    /// No Basic credential where one is required.
-    #[error("no Basic credentials")]
+    /// No Basic credential or token where one is required.
+    #[error("no Basic credentials or token")]
     MissingCredentials,
+    /// A token that does not verify, expired or was logged out.
+    #[error(transparent)]
+    InvalidToken(#[from] TokenError),
+    /// The gateway could not make a token (no randomness): its own failure, not the client's.
+    #[error("no token could be issued: {0}")]
+    TokenNotIssued(TokenError),
     /// An unknown user or a wrong password.
     #[error("invalid credentials for user {username:?}")]
     InvalidCredentials {
@@ -188,6 +204,8 @@ pub struct Guard {
     /// `None` without `server.auth.htpasswd`: credentials pass through unchecked. Shared with the
     /// embedded registry's credential check.
     authenticator: Option<Arc<Authenticator>>,
+    /// The browser login's tokens; set exactly when `authenticator` is.
+    tokens: Option<Arc<Tokens>>,
     origins: OriginPolicy,
     admin: AdminAccess,
 }
@@ -196,12 +214,38 @@ impl Guard {
     /// The guard of `config` (`server.auth.*`) and `origins` (`server.webSocket.allowedOrigins`).
     pub fn new(config: AuthConfig, origins: OriginPolicy) -> Guard {
         let authenticator = config.htpasswd.map(|users| Arc::new(Authenticator::new(users, config.cache_ttl)));
-        Guard { authenticator, origins, admin: AdminAccess::new(config.admin_users, config.admin_allow) }
+        let tokens = config.jwt.map(|jwt| Arc::new(Tokens::new(&jwt.key, jwt.expiration)));
+        Guard { authenticator, tokens, origins, admin: AdminAccess::new(config.admin_users, config.admin_allow) }
     }
 
     /// The authenticator, when `server.auth.htpasswd` is set.
     pub fn authenticator(&self) -> Option<&Arc<Authenticator>> {
         self.authenticator.as_ref()
+    }
+
+    /// The browser login's tokens, when `server.auth.htpasswd` is set.
+    pub fn tokens(&self) -> Option<&Arc<Tokens>> {
+        self.tokens.as_ref()
+    }
+
+    /// The user of a request: its token (`Authorization: Bearer` or the [`COOKIE`] cookie) when
+    /// it carries one, else its Basic credential.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::MissingCredentials`] without either (or without an htpasswd file),
+    /// [`AuthError::InvalidToken`] or [`AuthError::InvalidCredentials`] when it does not verify.
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<String, AuthError> {
+        self.identify_with_token(headers).await.map(|(user, _)| user)
+    }
+
+    /// [`Guard::identify`], with the token that proved it, if one did.
+    async fn identify_with_token<'h>(&self, headers: &'h HeaderMap) -> Result<(String, Option<&'h str>), AuthError> {
+        let authenticator = self.authenticator.as_ref().ok_or(AuthError::MissingCredentials)?;
+        match (&self.tokens, token_of(headers)) {
+            (Some(tokens), Some(token)) => Ok((tokens.verify(token)?.sub, Some(token))),
+            _ => authenticator.check(headers).await.map(|credentials| (credentials.username, None)),
+        }
     }
 
     /// Checks the `Origin` of a WebSocket handshake.
@@ -217,19 +261,32 @@ impl Guard {
     }
 
     /// Checks the credential of a request for `service`: always passes without an htpasswd file
-    /// or when the service's metadata says `apiml.authentication.scheme: bypass`.
+    /// or when the service's metadata says `apiml.authentication.scheme: bypass`. For a
+    /// [`ZOWE_JWT`] service, answers the token the service gets instead of the client's
+    /// credentials: the client's own token, or a fresh one for a Basic credential.
     ///
     /// # Errors
     ///
-    /// [`AuthError::MissingCredentials`] or [`AuthError::InvalidCredentials`].
-    pub async fn admit(&self, headers: &HeaderMap, service: &Service) -> Result<(), AuthError> {
-        let Some(authenticator) = &self.authenticator else {
-            return Ok(());
-        };
-        if service.metadata.get(SCHEME_METADATA).is_some_and(|scheme| scheme.trim().eq_ignore_ascii_case(BYPASS)) {
-            return Ok(());
+    /// [`AuthError::MissingCredentials`], [`AuthError::InvalidCredentials`] or
+    /// [`AuthError::InvalidToken`]; [`AuthError::TokenNotIssued`] when a `zoweJwt` service's token
+    /// cannot be made.
+    pub async fn admit(&self, headers: &HeaderMap, service: &Service) -> Result<Option<String>, AuthError> {
+        if self.authenticator.is_none() {
+            return Ok(None);
         }
-        authenticator.check(headers).await.map(drop)
+        let scheme = service.metadata.get(SCHEME_METADATA).map(|scheme| scheme.trim());
+        if scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(BYPASS)) {
+            return Ok(None);
+        }
+        let zowe_jwt = scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case(ZOWE_JWT));
+        let (user, token) = self.identify_with_token(headers).await?;
+        match (&self.tokens, token) {
+            _ if !zowe_jwt => Ok(None),
+            (_, Some(token)) => Ok(Some(token.to_owned())),
+            (Some(tokens), None) => tokens.issue(&user).map(|(token, _)| Some(token)).map_err(AuthError::TokenNotIssued),
+            // Never: the configuration makes the tokens with the authenticator.
+            (None, None) => Ok(None),
+        }
     }
 
     /// Checks a request for a protected diagnostics endpoint from `client`.
@@ -238,7 +295,7 @@ impl Guard {
     ///
     /// See [`AdminAccess::admit`].
     pub async fn admit_admin(&self, headers: &HeaderMap, client: IpAddr) -> Result<(), AuthError> {
-        self.admin.admit(headers, client, self.authenticator.as_deref()).await
+        self.admin.admit(client, self.identify(headers)).await
     }
 }
 
@@ -267,7 +324,8 @@ mod tests {
 
     fn guard(htpasswd: bool) -> Guard {
         let users = format!("alice:{}\n", bcrypt::hash("hunter2", 4).unwrap());
-        let config = AuthConfig { htpasswd: htpasswd.then(|| Htpasswd::parse(&users, Path::new("users")).unwrap()), ..AuthConfig::default() };
+        let jwt = crate::config::JwtConfig { key: vec![7; 32], expiration: Duration::from_secs(60) };
+        let config = AuthConfig { htpasswd: htpasswd.then(|| Htpasswd::parse(&users, Path::new("users")).unwrap()), jwt: htpasswd.then_some(jwt), ..AuthConfig::default() };
         Guard::new(config, OriginPolicy::parse(&["https://app.example"]).unwrap())
     }
 
@@ -296,6 +354,24 @@ mod tests {
         assert!(guard.admit(&HeaderMap::new(), &service(Some("bypass"))).await.is_ok());
         assert!(guard.admit(&headers(&[(name, wrong.as_str())]), &service(Some(" Bypass "))).await.is_ok());
         assert!(guard.authenticator().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_zowe_jwt_service_gets_the_client_token_or_a_fresh_one_and_others_none() {
+        let guard = guard(true);
+        let tokens = guard.tokens().unwrap();
+        let (name, good) = basic("alice", "hunter2");
+        let basic_headers = headers(&[(name, good.as_str())]);
+        let fresh = guard.admit(&basic_headers, &service(Some("zoweJwt"))).await.unwrap().unwrap();
+        assert_eq!(tokens.verify(&fresh).unwrap().sub, "alice");
+        assert_eq!(guard.admit(&basic_headers, &service(None)).await.unwrap(), None);
+        let (token, _) = tokens.issue("alice").unwrap();
+        let cookie = headers(&[(header::COOKIE, format!("{COOKIE}={token}").as_str())]);
+        assert_eq!(guard.admit(&cookie, &service(Some("zoweJwt"))).await.unwrap(), Some(token.clone()));
+        assert_eq!(guard.admit(&cookie, &service(None)).await.unwrap(), None);
+        assert_eq!(guard.identify(&cookie).await.unwrap(), "alice");
+        let forged = headers(&[(header::AUTHORIZATION, "Bearer a.b.c")]);
+        assert!(matches!(guard.admit(&forged, &service(Some("zoweJwt"))).await, Err(AuthError::InvalidToken(_))));
     }
 
     #[tokio::test]

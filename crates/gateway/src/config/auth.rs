@@ -1,17 +1,46 @@
-//! `server.auth.*`: the htpasswd file, the admin users and networks, and the credential cache,
-//! validated.
+//! `server.auth.*`: the htpasswd file, the admin users and networks, the credential cache and the
+//! browser login's signing key and token lifetime, validated.
 
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::time::Duration;
 
+use ring::rand::{SecureRandom, SystemRandom};
+use tracing::warn;
+
 use wsgate_registry::AllowList;
 
-use super::raw::RawAuth;
+use super::raw::{RawAuth, RawJwt};
 use super::{invalid, units, ConfigError};
 use crate::auth::Htpasswd;
 
 /// The default `server.auth.cacheTtl`.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The default `server.auth.jwt.expiration`.
+pub const DEFAULT_JWT_EXPIRATION: Duration = Duration::from_secs(8 * 3600);
+
+/// The key file made next to the config file when `server.auth.jwt.keyFile` is not set.
+pub const GENERATED_KEY_FILE: &str = "wsgate-jwt.key";
+
+/// The shortest signing key accepted, in bytes: HS256's output size.
+const MIN_KEY_LEN: usize = 32;
+
+/// `server.auth.jwt.*`, validated: present exactly when `server.auth.htpasswd` is set.
+#[derive(Clone)]
+pub struct JwtConfig {
+    /// The signing key, the bytes of the key file.
+    pub key: Vec<u8>,
+    /// `expiration`: how long a token lives.
+    pub expiration: Duration,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig").field("expiration", &self.expiration).finish_non_exhaustive()
+    }
+}
 
 /// `server.auth.*`, validated.
 #[derive(Debug, Clone)]
@@ -26,11 +55,13 @@ pub struct AuthConfig {
     pub admin_allow: AllowList,
     /// `cacheTtl`: how long a verified credential is remembered (zero: never).
     pub cache_ttl: Duration,
+    /// `jwt.*`: the browser login, `None` without `htpasswd`.
+    pub jwt: Option<JwtConfig>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { htpasswd: None, admin_users: None, admin_allow: AllowList::loopback(), cache_ttl: DEFAULT_CACHE_TTL }
+        AuthConfig { htpasswd: None, admin_users: None, admin_allow: AllowList::loopback(), cache_ttl: DEFAULT_CACHE_TTL, jwt: None }
     }
 }
 
@@ -61,7 +92,57 @@ pub(super) fn auth(raw: RawAuth, base: &Path) -> Result<AuthConfig, ConfigError>
         None => DEFAULT_CACHE_TTL,
         Some(text) => units::parse_duration(text).ok_or_else(|| invalid("server.auth.cacheTtl", format!("`{text}` is not a duration such as 0s, 30s or 5m")))?,
     };
-    Ok(AuthConfig { htpasswd, admin_users, admin_allow, cache_ttl })
+    let jwt = match &htpasswd {
+        None => None,
+        Some(_) => Some(jwt(raw.jwt, base)?),
+    };
+    Ok(AuthConfig { htpasswd, admin_users, admin_allow, cache_ttl, jwt })
+}
+
+/// Validates `server.auth.jwt.*` and reads the signing key: `keyFile`, else the generated
+/// `<config dir>/wsgate-jwt.key`, made on the first start so that tokens survive restarts.
+fn jwt(raw: RawJwt, base: &Path) -> Result<JwtConfig, ConfigError> {
+    const KEY_FILE: &str = "server.auth.jwt.keyFile";
+    let expiration = match raw.expiration.as_deref() {
+        None => DEFAULT_JWT_EXPIRATION,
+        Some(text) => match units::parse_duration(text) {
+            Some(duration) if duration.as_secs() > 0 => duration,
+            _ => return Err(invalid("server.auth.jwt.expiration", format!("`{text}` is not a duration of at least 1s such as 30m or 8h"))),
+        },
+    };
+    let key = match raw.key_file.as_deref().map(str::trim) {
+        None | Some("") => generated_key(&base.join(GENERATED_KEY_FILE)),
+        Some(name) => {
+            let path = base.join(name);
+            if std::fs::metadata(&path).is_ok_and(|metadata| metadata.permissions().mode() & 0o077 != 0) {
+                warn!(file = %path.display(), "server.auth.jwt.keyFile can be read by other users, who could make login tokens: chmod 600 it");
+            }
+            std::fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))
+        }
+    }
+    .map_err(|detail| invalid(KEY_FILE, detail))?;
+    if key.len() < MIN_KEY_LEN {
+        return Err(invalid(KEY_FILE, format!("the key has {} bytes, at least {MIN_KEY_LEN} random bytes are needed", key.len())));
+    }
+    Ok(JwtConfig { key, expiration })
+}
+
+/// The key of `path`, made there (mode 0600) when the file does not exist yet.
+fn generated_key(path: &Path) -> Result<Vec<u8>, String> {
+    let describe = |error: std::io::Error| format!("not set, and the generated key file {}: {error}", path.display());
+    match std::fs::read(path) {
+        Ok(key) => return Ok(key),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(describe(error)),
+        Err(_) => {}
+    }
+    let mut key = vec![0u8; 64];
+    SystemRandom::new().fill(&mut key).map_err(|_| format!("not set, and the system gave no randomness for {}", path.display()))?;
+    // create_new: of two gateways starting at once, the second reads the first one's key.
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut file) => file.write_all(&key).map(|()| key).map_err(describe),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path).map_err(describe),
+        Err(error) => Err(describe(error)),
+    }
 }
 
 #[cfg(test)]
@@ -132,8 +213,35 @@ mod tests {
     }
 
     #[test]
+    fn the_jwt_key_is_generated_next_to_the_config_once_and_reused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let folder = Folder::new("jwt-generated");
+        assert!(parse(&folder, "").unwrap().auth.jwt.is_none(), "no login without htpasswd");
+        assert!(!folder.0.join(super::GENERATED_KEY_FILE).exists());
+        let first = parse(&folder, "server: {auth: {htpasswd: users}}").unwrap().auth.jwt.unwrap();
+        assert_eq!(first.expiration, super::DEFAULT_JWT_EXPIRATION);
+        let file = folder.0.join(super::GENERATED_KEY_FILE);
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), first.key);
+        assert!(first.key.len() >= 32);
+        let second = parse(&folder, "server: {auth: {htpasswd: users, jwt: {expiration: 30m}}}").unwrap().auth.jwt.unwrap();
+        assert_eq!((&second.key, second.expiration), (&first.key, Duration::from_secs(1800)));
+        assert!(!format!("{first:?}").contains("key"), "the key is never shown");
+    }
+
+    #[test]
+    fn a_jwt_key_file_is_read_relative_to_the_config() {
+        let folder = Folder::new("jwt-file");
+        std::fs::write(folder.0.join("jwt.key"), [42u8; 32]).unwrap();
+        let jwt = parse(&folder, "server: {auth: {htpasswd: users, jwt: {keyFile: jwt.key}}}").unwrap().auth.jwt.unwrap();
+        assert_eq!(jwt.key, vec![42u8; 32]);
+        assert!(!folder.0.join(super::GENERATED_KEY_FILE).exists());
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let folder = Folder::new("errors");
+        std::fs::write(folder.0.join("short"), "too short").unwrap();
         for (text, key, detail) in [
             ("server: {auth: {adminUsers: root}}", "server.auth.adminUsers", "needs server.auth.htpasswd"),
             ("server: {auth: {htpasswd: users, adminUsers: bob}}", "server.auth.adminUsers", "`bob`"),
@@ -141,6 +249,11 @@ mod tests {
             ("server: {auth: {htpasswd: missing}}", "server.auth.htpasswd", "missing"),
             ("server: {auth: {adminAllow: [localhost]}}", "server.auth.adminAllow", "localhost"),
             ("server: {auth: {cacheTtl: soon}}", "server.auth.cacheTtl", "soon"),
+            ("server: {auth: {htpasswd: users, jwt: {expiration: soon}}}", "server.auth.jwt.expiration", "soon"),
+            ("server: {auth: {htpasswd: users, jwt: {expiration: 0s}}}", "server.auth.jwt.expiration", "0s"),
+            ("server: {auth: {htpasswd: users, jwt: {keyFile: nokey}}}", "server.auth.jwt.keyFile", "nokey"),
+            ("server: {auth: {htpasswd: users, jwt: {keyFile: short}}}", "server.auth.jwt.keyFile", "at least 32"),
+            ("server: {auth: {htpasswd: users, jwt: {algorithm: HS256}}}", "", "algorithm"),
         ] {
             let error = parse(&folder, text).unwrap_err().to_string();
             assert!(error.starts_with(key) && error.contains(detail), "{text}: {error}");

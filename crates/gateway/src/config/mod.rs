@@ -25,7 +25,7 @@ use crate::tls::client::{ClientIdentity, ServiceTlsSettings, Verification};
 use crate::tls::{Password, TlsFiles};
 use raw::RawConfig;
 
-pub use auth::{AuthConfig, DEFAULT_CACHE_TTL};
+pub use auth::{AuthConfig, JwtConfig, DEFAULT_CACHE_TTL, DEFAULT_JWT_EXPIRATION, GENERATED_KEY_FILE};
 pub use discovery::{EmbeddedRegistry, DEFAULT_REGISTRY_PORT};
 pub(crate) use units::format_duration;
 pub use wsgate_registry::ClientConfig as EurekaClientConfig;

@@ -41,6 +41,15 @@ pub(crate) struct RawAuth {
     #[serde(deserialize_with = "comma_list")]
     pub admin_allow: Option<Vec<String>>,
     pub cache_ttl: Option<String>,
+    pub jwt: RawJwt,
+}
+
+/// `server.auth.jwt.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawJwt {
+    pub key_file: Option<String>,
+    pub expiration: Option<String>,
 }
 
 /// `server.limits.*`

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::auth::COOKIE;
+
 /// Hop-by-hop headers: they describe one connection and never cross a proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -55,6 +57,9 @@ pub struct Forwarded {
     pub host: Option<HeaderValue>,
     /// The gateway port the client connected to.
     pub port: u16,
+    /// For an `apiml.authentication.scheme: zoweJwt` service, the gateway's JWT, which replaces the
+    /// client's credentials ([`crate::auth::Guard::admit`]).
+    pub service_token: Option<String>,
 }
 
 impl Forwarded {
@@ -74,6 +79,30 @@ impl Forwarded {
             headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
         }
         headers.insert(HeaderName::from_static("x-forwarded-port"), HeaderValue::from(self.port));
+        if let Some(token) = &self.service_token {
+            pass_token(headers, token);
+        }
+    }
+}
+
+/// Replaces the credentials of `headers` with `token` as the [`COOKIE`] cookie: no `Authorization`,
+/// the client's other cookies kept in one `Cookie` header.
+fn pass_token(headers: &mut HeaderMap, token: &str) {
+    headers.remove(header::AUTHORIZATION);
+    let mut cookies: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(name, _)| name.trim() != COOKIE))
+        .map(str::to_owned)
+        .collect();
+    cookies.push(format!("{COOKIE}={token}"));
+    headers.remove(header::COOKIE);
+    // A token is base64url and dots, and the kept cookies were header values: always valid.
+    if let Ok(value) = HeaderValue::from_str(&cookies.join("; ")) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -111,11 +140,25 @@ mod tests {
             proto: "http",
             host: Some(HeaderValue::from_static("gw:10010")),
             port: 10010,
+            service_token: None,
         };
         forwarded.apply(&mut headers);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.5");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "gw:10010");
         assert_eq!(headers["x-forwarded-port"], "10010");
+        assert!(headers.get("cookie").is_none());
+    }
+
+    #[test]
+    fn a_service_token_replaces_the_client_credentials_and_keeps_other_cookies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic dTpw"));
+        headers.append(header::COOKIE, HeaderValue::from_static("a=b; apimlAuthenticationToken=client.token"));
+        headers.append(header::COOKIE, HeaderValue::from_static("c=d"));
+        let forwarded = Forwarded { client: "127.0.0.5:4000".parse().unwrap(), proto: "https", host: None, port: 10010, service_token: Some("gw.jwt.sig".into()) };
+        forwarded.apply(&mut headers);
+        assert!(headers.get(header::AUTHORIZATION).is_none());
+        assert_eq!(headers.get_all(header::COOKIE).iter().collect::<Vec<_>>(), ["a=b; c=d; apimlAuthenticationToken=gw.jwt.sig"]);
     }
 }

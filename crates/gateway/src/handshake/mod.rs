@@ -291,7 +291,7 @@ mod tests {
         headers.insert("content-length", HeaderValue::from_static("5"));
         headers.insert("cookie", HeaderValue::from_static("a=b"));
         let offer = Offer::inspect(&request(VALID), &stomp()).unwrap().unwrap();
-        let forwarded = Forwarded { client: "127.0.0.1:9".parse().unwrap(), proto: "http", host: None, port: 10010 };
+        let forwarded = Forwarded { client: "127.0.0.1:9".parse().unwrap(), proto: "http", host: None, port: 10010, service_token: None };
         let target = PathAndQuery::from_static("/ws/uppercase?x=1");
         let upstream = upstream_request(&headers, &offer, &target, "127.0.0.1:7", &forwarded);
         assert_eq!(upstream.uri(), "/ws/uppercase?x=1");

@@ -1,0 +1,439 @@
+"""The browser login (README "Browser login (JWT)").
+
+A TLS gateway (certificate from a trustme CA) with an htpasswd file made with Python `bcrypt`: curl logs in
+and keeps the cookie in its jar, then a Python `websockets` wss session sends that cookie; http.client
+calls the query and logout endpoints. Refused tokens are made here with the standard library's `hmac`
+(and `cryptography` for RS256) from the gateway's key file; a token made the same way with the right
+algorithm and key is accepted, so the refusals are the gateway's doing and not a badly made token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import time
+import uuid
+from datetime import datetime
+
+import bcrypt
+import pytest
+import trustme
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from support import HOST, connect, expect_close, gateway_config, recv, run, serve_until_exit, service, start_gateway
+
+LOGIN = "/gateway/api/v1/auth/login"
+QUERY = "/gateway/api/v1/auth/query"
+LOGOUT = "/gateway/api/v1/auth/logout"
+COOKIE = "apimlAuthenticationToken"
+LIFETIME = 3600
+PASSWORDS = {"alice": f"alice-{uuid.uuid4().hex}", "root": f"root-{uuid.uuid4().hex}"}
+ISSUED: list[str] = []  # every token the gateway gave, for the log test
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory, ca):
+    path = tmp_path_factory.mktemp("jwt-tls")
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(path / "key.pem"))
+    (path / "chain.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(path / "ca.pem"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def context(ca):
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture(scope="module")
+def users_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("jwt-users") / "users.htpasswd"
+    lines = [f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}" for user, password in PASSWORDS.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    """Left readable by everyone (0644), which the gateway warns about."""
+    path = tmp_path_factory.mktemp("jwt-key") / "jwt.key"
+    path.write_bytes(os.urandom(48))
+    path.chmod(0o644)
+    return path
+
+
+def jwt_config(scripted, tls_dir, users_file, jwt: dict | None = None) -> dict:
+    """`scripted` (the default scheme, bypass of credentials) and `zowe`, the same upstream with
+    `apiml.authentication.scheme: zoweJwt`."""
+    zowe = service("zowe", [(HOST, scripted.port)], {"ws_v1": ("ws/v1", "/zowe/ws")})
+    zowe["metadata"]["apiml.authentication.scheme"] = "zoweJwt"
+    config = gateway_config([service("scripted", [(HOST, scripted.port)], {"ws_v1": ("ws/v1", "/scripted/ws")}), zowe])
+    config["server"]["ssl"] = {"enabled": True, "certificate": str(tls_dir / "chain.pem"), "certificateKey": str(tls_dir / "key.pem")}
+    config["server"]["auth"] = {"htpasswd": str(users_file), "adminUsers": ["root"]}
+    if jwt is not None:
+        config["server"]["auth"]["jwt"] = jwt
+    return config
+
+
+@pytest.fixture(scope="module")
+def gw(log_dir, scripted, demo, tls_dir, users_file, key_file):
+    """TLS, htpasswd, admin user root, the test's key file, 1 h tokens; debug logs for the log test.
+    Also the demo service's request echo (`/echo/api/v1/request`), and the same as a zoweJwt service
+    (`/zoweecho/api/v1/request`), for HTTP requests."""
+    config = jwt_config(scripted, tls_dir, users_file, {"keyFile": str(key_file), "expiration": "1h"})
+    echo_routes = {"api_v1": ("api/v1", "/discoverableclient/api/v1")}
+    zowe_echo = service("zoweecho", [(HOST, demo.port)], echo_routes)
+    zowe_echo["metadata"]["apiml.authentication.scheme"] = "zoweJwt"
+    config["services"] += [service("echo", [(HOST, demo.port)], echo_routes), zowe_echo]
+    return start_gateway(log_dir, "jwt", config, {"RUST_LOG": "debug"})
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def https(gateway, context, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None):
+    """(status, headers, body) of one request."""
+    conn = http.client.HTTPSConnection(HOST, gateway.port, context=context, timeout=20)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        conn.close()
+
+
+def header(headers, name: str) -> str | None:
+    return next((v for k, v in headers if k.lower() == name.lower()), None)
+
+
+def basic(user: str, password: str | None = None) -> str:
+    password = PASSWORDS[user] if password is None else password
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def token_of_cookie(set_cookie: str) -> str:
+    name, _, rest = set_cookie.partition("=")
+    assert name == COOKIE, set_cookie
+    return rest.split(";", 1)[0]
+
+
+def login(gateway, context, user: str = "alice") -> str:
+    status, headers, _ = https(gateway, context, "POST", LOGIN, {"Authorization": basic(user)})
+    assert status == 204
+    token = token_of_cookie(header(headers, "Set-Cookie"))
+    ISSUED.append(token)
+    return token
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def claims(user: str = "alice", **changes) -> dict:
+    now = int(time.time())
+    values = {"sub": user, "iat": now, "exp": now + 600, "jti": uuid.uuid4().hex, "iss": "wsgate"}
+    values.update(changes)
+    return values
+
+
+def craft(payload: dict, key: bytes, alg: str = "HS256") -> str:
+    head = f"{b64(json.dumps({'alg': alg, 'typ': 'JWT'}).encode())}.{b64(json.dumps(payload).encode())}"
+    if alg == "none":
+        return head + "."
+    if alg == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return f"{head}.{b64(private.sign(head.encode(), padding.PKCS1v15(), hashes.SHA256()))}"
+    digest = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[alg]
+    return f"{head}.{b64(hmac.new(key, head.encode(), digest).digest())}"
+
+
+async def echo(gateway, context, path: str, headers: dict[str, str]) -> str:
+    async with connect(f"wss://{HOST}:{gateway.port}", path, ssl=context, additional_headers=headers) as ws:
+        await ws.send("hello")
+        return await recv(ws)
+
+
+async def closed(gateway, context, path: str, headers: dict[str, str]) -> tuple[int | None, str]:
+    async with connect(f"wss://{HOST}:{gateway.port}", path, ssl=context, additional_headers=headers) as ws:
+        return await expect_close(ws)
+
+
+def mark() -> str:
+    return uuid.uuid4().hex
+
+
+def assert_accepted(gateway, context, scripted, headers: dict[str, str]) -> None:
+    path = f"/scripted/ws/v1/{mark()}"
+    assert run(echo(gateway, context, path, headers)) == "hello"
+    scripted.wait_record(path.rsplit("/", 1)[1])
+
+
+def assert_refused(gateway, context, scripted, headers: dict[str, str]) -> None:
+    """Closed 1003 before the service is contacted, 401 on query, 401 on the admin endpoint."""
+    token = mark()
+    assert run(closed(gateway, context, f"/scripted/ws/v1/{token}", headers)) == (1003, "Invalid login credentials")
+    assert scripted.find(token) == []
+    status, response_headers, _ = https(gateway, context, "GET", QUERY, headers)
+    assert status == 401
+    assert header(response_headers, "Set-Cookie") is None
+    status, _, _ = https(gateway, context, "GET", "/application/websockets", headers)
+    assert status == 401
+
+
+# ------------------------------------------------------------------ login
+
+
+def test_curl_logs_in_and_a_wss_session_opens_with_the_cookie_of_its_jar(gw, context, scripted, tls_dir, tmp_path):
+    jar = tmp_path / "cookies.txt"
+    result = subprocess.run(
+        ["curl", "-sS", "--cacert", str(tls_dir / "ca.pem"), "-u", f"alice:{PASSWORDS['alice']}", "-X", "POST",
+         "-c", str(jar), "-D", "-", "-o", "/dev/null", f"https://{HOST}:{gw.port}{LOGIN}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    head = result.stdout.splitlines()
+    assert head[0].startswith("HTTP/1.1 204"), result.stdout
+    set_cookie = next(line.split(":", 1)[1].strip() for line in head if line.lower().startswith("set-cookie:"))
+    attributes = [part.strip() for part in set_cookie.split(";")]
+    assert attributes[1:] == ["HttpOnly", "Secure", "SameSite=Strict", "Path=/", f"Max-Age={LIFETIME}"], set_cookie
+    # curl's jar: HttpOnly cookies are written with a #HttpOnly_ prefix; the fields are tab-separated.
+    rows = [line.split("\t") for line in jar.read_text().splitlines() if line.startswith("#HttpOnly_")]
+    assert [(row[0], row[3], row[5]) for row in rows] == [(f"#HttpOnly_{HOST}", "TRUE", COOKIE)], jar.read_text()
+    token = rows[0][6]
+    ISSUED.append(token)
+    assert token == token_of_cookie(set_cookie)
+    path = f"/scripted/ws/v1/{mark()}"
+    assert run(echo(gw, context, path, {"Cookie": f"{COOKIE}={token}"})) == "hello"
+    record = scripted.wait_record(path.rsplit("/", 1)[1])
+    assert record.header("cookie") == f"{COOKIE}={token}", "bypass, the default, passes the client's credential untouched"
+
+
+def test_json_login_and_bearer_sessions(gw, context, scripted):
+    body = json.dumps({"username": "alice", "password": PASSWORDS["alice"]}).encode()
+    status, headers, payload = https(gw, context, "POST", LOGIN, {"Content-Type": "application/json"}, body)
+    assert (status, payload, header(headers, "Cache-Control")) == (204, b"", "no-store")
+    token = token_of_cookie(header(headers, "Set-Cookie"))
+    ISSUED.append(token)
+    assert_accepted(gw, context, scripted, {"Authorization": f"Bearer {token}"})
+
+
+BAD_LOGINS = {
+    "wrong password": ({"Authorization": basic("alice", "not-her-password")}, None),
+    "unknown user": ({"Authorization": basic("mallory", "x")}, None),
+    "missing": ({}, None),
+    "wrong JSON password": ({"Content-Type": "application/json"}, json.dumps({"username": "alice", "password": "nope"}).encode()),
+    "malformed JSON": ({"Content-Type": "application/json"}, b'{"username": "alice"'),
+}
+
+
+@pytest.mark.parametrize("headers,body", BAD_LOGINS.values(), ids=BAD_LOGINS.keys())
+def test_bad_logins_get_401_and_no_cookie(gw, context, headers, body):
+    status, response_headers, _ = https(gw, context, "POST", LOGIN, headers, body)
+    assert status == 401
+    assert header(response_headers, "Set-Cookie") is None
+
+
+def test_each_endpoint_takes_its_method_and_others_are_unknown(gw, context):
+    for method, path, status in [("GET", LOGIN, 405), ("POST", QUERY, 405), ("GET", LOGOUT, 405), ("POST", "/gateway/api/v1/auth/nosuch", 404)]:
+        assert https(gw, context, method, path, {"Authorization": basic("alice")})[0] == status, (method, path)
+
+
+def test_without_htpasswd_there_is_no_login(log_dir, scripted):
+    gateway = start_gateway(log_dir, "jwt-no-htpasswd", gateway_config([service("scripted", [(HOST, scripted.port)], {})]))
+    try:
+        conn = http.client.HTTPConnection(HOST, gateway.port, timeout=20)
+        conn.request("POST", LOGIN, headers={"Authorization": basic("alice")})
+        response = conn.getresponse()
+        assert response.status == 404
+        assert b"server.auth.htpasswd" in response.read()
+        conn.close()
+    finally:
+        gateway.child.stop()
+
+
+# ------------------------------------------------------------------ tokens
+
+
+def test_a_token_made_with_the_key_file_is_accepted(gw, context, scripted, key_file):
+    """The control of the refusals below: the same making, right key and algorithm."""
+    assert_accepted(gw, context, scripted, {"Authorization": f"Bearer {craft(claims(), key_file.read_bytes())}"})
+
+
+def bad_tokens(key: bytes) -> dict[str, str]:
+    good = craft(claims(), key)
+    head, payload, signature = good.split(".")
+    tampered_payload = b64(json.dumps(claims("root")).encode())
+    return {
+        "expired": craft(claims(iat=int(time.time()) - 600, exp=int(time.time()) - 5), key),
+        "tampered": f"{head}.{tampered_payload}.{signature}",
+        "alg none": craft(claims(), key, "none"),
+        "HS512": craft(claims(), key, "HS512"),
+        "RS256": craft(claims(), key, "RS256"),
+        "other key": craft(claims(), os.urandom(48)),
+        "other issuer": craft(claims(iss="zowe"), key),
+        "garbage": "not.a.token",
+    }
+
+
+@pytest.mark.parametrize("kind", ["expired", "tampered", "alg none", "HS512", "RS256", "other key", "other issuer", "garbage"])
+@pytest.mark.parametrize("carrier", ["cookie", "bearer"])
+def test_bad_tokens_are_refused_everywhere(gw, context, scripted, key_file, kind, carrier):
+    token = bad_tokens(key_file.read_bytes())[kind]
+    headers = {"Cookie": f"{COOKIE}={token}"} if carrier == "cookie" else {"Authorization": f"Bearer {token}"}
+    assert_refused(gw, context, scripted, headers)
+
+
+def test_query_describes_the_token(gw, context):
+    token = login(gw, context)
+    status, headers, body = https(gw, context, "GET", QUERY, {"Cookie": f"{COOKIE}={token}"})
+    assert (status, header(headers, "Content-Type"), header(headers, "Cache-Control")) == (200, "application/json", "no-store")
+    answer = json.loads(body)
+    assert answer["userId"] == "alice"
+    creation = datetime.fromisoformat(answer["creation"].replace("Z", "+00:00"))
+    expiration = datetime.fromisoformat(answer["expiration"].replace("Z", "+00:00"))
+    assert (expiration - creation).total_seconds() == LIFETIME
+    assert abs(creation.timestamp() - time.time()) < 60
+
+
+def test_admin_endpoints_take_the_token_of_an_admin_only(gw, context):
+    status, _, _ = https(gw, context, "GET", "/application/websockets", {"Authorization": f"Bearer {login(gw, context, 'root')}"})
+    assert status == 200
+    status, _, _ = https(gw, context, "GET", "/application/websockets", {"Cookie": f"{COOKIE}={login(gw, context, 'alice')}"})
+    assert status == 403
+
+
+def test_logout_clears_the_cookie_and_the_token_is_refused_afterwards(gw, context, scripted):
+    token = login(gw, context)
+    other = login(gw, context)
+    assert_accepted(gw, context, scripted, {"Cookie": f"{COOKIE}={token}"})
+    status, headers, _ = https(gw, context, "POST", LOGOUT, {"Cookie": f"{COOKIE}={token}"})
+    assert status == 204
+    assert header(headers, "Set-Cookie") == f"{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"
+    assert_refused(gw, context, scripted, {"Cookie": f"{COOKIE}={token}"})
+    assert_refused(gw, context, scripted, {"Authorization": f"Bearer {token}"})
+    assert_accepted(gw, context, scripted, {"Cookie": f"{COOKIE}={other}"})
+
+
+def test_tokens_expire_with_the_configured_lifetime(log_dir, scripted, tls_dir, users_file, key_file, context):
+    config = jwt_config(scripted, tls_dir, users_file, {"keyFile": str(key_file), "expiration": "2s"})
+    gateway = start_gateway(log_dir, "jwt-short", config)
+    try:
+        token = login(gateway, context)
+        assert_accepted(gateway, context, scripted, {"Cookie": f"{COOKIE}={token}"})
+        time.sleep(3.1)
+        assert_refused(gateway, context, scripted, {"Cookie": f"{COOKIE}={token}"})
+    finally:
+        gateway.child.stop()
+
+
+def test_the_generated_key_is_kept_next_to_the_config_and_tokens_survive_a_restart(tmp_path, scripted, tls_dir, users_file, context):
+    config = jwt_config(scripted, tls_dir, users_file)
+    gateway = start_gateway(tmp_path, "jwt-generated", config)
+    try:
+        token = login(gateway, context)
+    finally:
+        gateway.child.stop()
+    key = tmp_path / "wsgate-jwt.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert len(key.read_bytes()) >= 32
+    gateway = start_gateway(tmp_path, "jwt-generated", config)
+    try:
+        assert_accepted(gateway, context, scripted, {"Authorization": f"Bearer {token}"})
+    finally:
+        gateway.child.stop()
+
+
+def verified_claims(token: str, key: bytes) -> dict:
+    """The claims of an HS256 `token`, after checking its signature with `key`."""
+    head, payload, signature = token.split(".")
+    assert json.loads(base64.urlsafe_b64decode(head + "==")) == {"typ": "JWT", "alg": "HS256"}
+    assert hmac.compare_digest(b64(hmac.new(key, f"{head}.{payload}".encode(), hashlib.sha256).digest()), signature)
+    return json.loads(base64.urlsafe_b64decode(payload + "=="))
+
+
+def test_a_zowe_jwt_service_gets_a_fresh_token_for_a_basic_credential_and_no_authorization(gw, context, scripted, key_file):
+    path = f"/zowe/ws/v1/{mark()}"
+    assert run(echo(gw, context, path, {"Authorization": basic("alice"), "Cookie": "theme=dark"})) == "hello"
+    record = scripted.wait_record(path.rsplit("/", 1)[1])
+    assert record.header("authorization") is None
+    theme, _, cookie = record.header("cookie").partition("; ")
+    assert theme == "theme=dark"
+    name, _, token = cookie.partition("=")
+    assert name == COOKIE
+    ISSUED.append(token)
+    issued = verified_claims(token, key_file.read_bytes())
+    assert (issued["sub"], issued["iss"], issued["exp"] - issued["iat"]) == ("alice", "wsgate", LIFETIME)
+
+
+def test_a_zowe_jwt_service_gets_the_client_token(gw, context, scripted):
+    token = login(gw, context)
+    path = f"/zowe/ws/v1/{mark()}"
+    assert run(echo(gw, context, path, {"Authorization": f"Bearer {token}"})) == "hello"
+    record = scripted.wait_record(path.rsplit("/", 1)[1])
+    assert (record.header("authorization"), record.header("cookie")) == (None, f"{COOKIE}={token}")
+
+
+def test_a_zowe_jwt_service_is_not_reached_with_a_bad_credential(gw, context, scripted):
+    token = mark()
+    headers = {"Authorization": basic("alice", "not-her-password")}
+    assert run(closed(gw, context, f"/zowe/ws/v1/{token}", headers)) == (1003, "Invalid login credentials")
+    assert scripted.find(token) == []
+
+
+def echoed_headers(gateway, context, path: str, headers: dict[str, str]) -> dict:
+    status, _, body = https(gateway, context, "GET", path, headers)
+    assert status == 200, body
+    return {name.lower(): value for name, value in json.loads(body)["headers"].items()}
+
+
+def test_http_routes_take_the_token_and_refuse_bad_ones(gw, context, key_file):
+    token = login(gw, context)
+    seen = echoed_headers(gw, context, "/echo/api/v1/request", {"Authorization": f"Bearer {token}"})
+    assert seen["authorization"] == f"Bearer {token}", "bypass: the client's credential untouched"
+    for carrier in [{"Authorization": f"Bearer {bad_tokens(key_file.read_bytes())['tampered']}"}, {"Cookie": f"{COOKIE}=x.y.z"}]:
+        status, headers, body = https(gw, context, "GET", "/echo/api/v1/request", carrier)
+        assert (status, header(headers, "WWW-Authenticate"), body) == (401, 'Basic realm="wsgate"', b"Invalid login credentials\n")
+
+
+def test_a_zowe_jwt_http_service_gets_the_token_cookie_and_no_authorization(gw, context, key_file):
+    seen = echoed_headers(gw, context, "/zoweecho/api/v1/request", {"Authorization": basic("alice")})
+    assert "authorization" not in seen
+    name, _, token = seen["cookie"].partition("=")
+    assert name == COOKIE
+    ISSUED.append(token)
+    assert verified_claims(token, key_file.read_bytes())["sub"] == "alice"
+
+
+@pytest.mark.parametrize("key,detail", [(b"31 bytes are not enough, no....", "at least 32"), (None, "No such file")], ids=["short", "missing"])
+def test_an_unusable_key_file_stops_the_gateway_naming_the_key(tmp_path, scripted, tls_dir, users_file, key, detail):
+    path = tmp_path / "jwt.key"
+    if key is not None:
+        path.write_bytes(key)
+    finished = serve_until_exit(tmp_path, jwt_config(scripted, tls_dir, users_file, {"keyFile": str(path)}))
+    assert finished.returncode == 64, finished
+    stderr = finished.stderr.decode()
+    assert "server.auth.jwt.keyFile" in stderr and detail in stderr, stderr
+
+
+def test_the_log_shows_no_token_and_no_password(gw):
+    """Last in the file: every test above has logged what it makes the gateway log."""
+    log = gw.child.stderr_path.read_text("utf-8", "replace")
+    assert "logged in" in log and "logged out" in log and "refused" in log
+    assert "server.auth.jwt.keyFile can be read by other users" in log
+    assert ISSUED
+    for secret in [*PASSWORDS.values(), *ISSUED]:
+        assert secret not in log
