@@ -466,8 +466,22 @@ async def served(url_or_gw, **kwargs) -> None:
         assert await recv(ws) == "not slow"
 
 
+def settled_sockets(gw, target=None, **kwargs) -> int:
+    """The gateway's socket count once it has served a session (at `target`, default the gateway) and
+    holds still: its workers and signal handlers open theirs just after the listening line, so a count
+    taken at once can be short."""
+    run(served(target or gw, **kwargs))
+
+    def steady():
+        first = open_sockets(gw)
+        time.sleep(0.3)
+        return first if open_sockets(gw) == first else None
+
+    return wait_until(steady, 10, "the gateway's socket count to hold still")
+
+
 def test_slowloris_is_cut_after_the_handshake_timeout_while_others_are_served(quick_handshakes):
-    before = open_sockets(quick_handshakes)
+    before = settled_sockets(quick_handshakes)
     started = time.monotonic()
     sock = socket.create_connection((HOST, quick_handshakes.port))
     slow = Trickler(sock, upgrade_request(quick_handshakes.port, "/scripted/ws/v1/slow"), started)
@@ -484,7 +498,7 @@ def test_slowloris_is_cut_after_the_handshake_timeout_while_others_are_served(qu
 def test_tls_handshake_and_request_head_share_the_timeout(quick_tls_handshakes, tls_ca):
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     tls_ca.configure_trust(context)
-    before = open_sockets(quick_tls_handshakes)
+    before = settled_sockets(quick_tls_handshakes, f"wss://{HOST}:{quick_tls_handshakes.port}", ssl=context)
     # One client never starts its TLS handshake; another completes it, then trickles its request head.
     started = time.monotonic()
     silent = socket.create_connection((HOST, quick_tls_handshakes.port))

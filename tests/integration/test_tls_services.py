@@ -458,6 +458,22 @@ def test_mutual_tls_works_with_the_client_certificate_and_fails_without(gw_mtls,
     assert (code, reason) == (1011, expected_reason(refusal(services.mtls.port) + "received fatal alert: CertificateRequired"))
 
 
+def test_a_pkcs12_client_keystore_is_the_gateway_s_client_certificate(log_dir, tmp_path, pki, services):
+    store = tmp_path / "gateway-client.p12"
+    pki.openssl("pkcs12", "-export", "-in", str(pki.pem("gateway-client")), "-inkey", str(pki.key("gateway-client")),
+                "-out", str(store), "-passout", "pass:client-secret")
+    config = with_ssl(gateway_config(all_services(services)), trustStore=pki.pem("ca"), clientKeyStore=str(store),
+                      clientKeyStorePassword="client-secret")
+    gateway = start_gateway(log_dir, "tls-services-mtls-p12", config)
+    try:
+        assert echoed(f"{gateway.ws}/mtls/ws/v1", "whoami") == "gateway-client", "the service saw the keystore's certificate"
+    finally:
+        gateway.child.stop()
+    wrong = serve_until_exit(tmp_path, with_ssl(gateway_config([]), clientKeyStore=str(store), clientKeyStorePassword="nope"))
+    stderr = wrong.stderr.decode("utf-8", "replace")
+    assert wrong.returncode == 64 and f"server.ssl.clientKeyStorePassword: {store}: wrong password" in stderr, stderr
+
+
 def test_mutual_tls_for_rest_requests(gw_mtls, gw, client_context, services):
     status, body = http_get(gw_mtls, "/restmtls/api/v1/mine")
     assert status == 200 and json.loads(body)["path"] == "/api/mine", body

@@ -22,6 +22,8 @@ pub(crate) const KEYS: &[&str] = &[
     "server.ssl.verifyServices",
     "server.ssl.clientCertificate",
     "server.ssl.clientCertificateKey",
+    "server.ssl.clientKeyStore",
+    "server.ssl.clientKeyStorePassword",
     "server.webSocket.supportedProtocols",
     "server.webSocket.errorMode",
     "server.webSocket.connectTimeout",
@@ -50,7 +52,7 @@ pub(crate) const KEYS: &[&str] = &[
 
 /// Keys whose values stay text whatever they look like: a password `0123` or `true` is not a number or a
 /// boolean.
-const VERBATIM: &[&str] = &["server.ssl.keyStorePassword", "server.ssl.trustStorePassword"];
+const VERBATIM: &[&str] = &["server.ssl.keyStorePassword", "server.ssl.trustStorePassword", "server.ssl.clientKeyStorePassword"];
 
 /// The environment variable name that binds `key`.
 pub(crate) fn variable_name(key: &str) -> String {

@@ -333,8 +333,22 @@ fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigE
 fn service_tls(ssl: &raw::RawSsl, base: &Path) -> Result<ServiceTlsSettings, ConfigError> {
     let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
     let client_identity = match (file(&ssl.client_certificate), file(&ssl.client_certificate_key)) {
-        (None, None) => None,
-        (Some(certificate), Some(key)) => Some(ClientIdentity { certificate, key }),
+        (None, None) => match file(&ssl.client_key_store) {
+            None if ssl.client_key_store_password.is_some() => {
+                return Err(invalid("server.ssl.clientKeyStorePassword", "is only used with server.ssl.clientKeyStore, which is not set".into()))
+            }
+            None => None,
+            Some(path) => {
+                let password = ssl.client_key_store_password.clone().map(|raw::Scalar(text)| text).ok_or_else(|| {
+                    invalid("server.ssl.clientKeyStorePassword", "is required with server.ssl.clientKeyStore (write \"\" for a keystore without a password)".into())
+                })?;
+                Some(ClientIdentity::KeyStore { path, password: Password::new(password) })
+            }
+        },
+        (_, _) if ssl.client_key_store.is_some() => {
+            return Err(invalid("server.ssl.clientKeyStore", "set either server.ssl.clientKeyStore (PKCS#12) or server.ssl.clientCertificate and clientCertificateKey (PEM), not both".into()))
+        }
+        (Some(certificate), Some(key)) => Some(ClientIdentity::Pem { certificate, key }),
         (Some(_), None) => return Err(invalid("server.ssl.clientCertificateKey", "is required with server.ssl.clientCertificate: the path of a PEM private key".into())),
         (None, Some(_)) => return Err(invalid("server.ssl.clientCertificate", "is required with server.ssl.clientCertificateKey: the path of a PEM certificate".into())),
     };
@@ -621,7 +635,7 @@ services:
     fn tls_towards_services_keys() {
         let text = "server: {ssl: {trustStore: ca.pem, clientCertificate: tls/client.pem, clientCertificateKey: /etc/k.pem}}\nservices: [{serviceId: s, instances: [{host: h, port: 1, secure: true}]}]";
         let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), [("SERVER_SSL_ENABLED".to_owned(), "false".to_owned())]).unwrap();
-        let identity = ClientIdentity { certificate: "/srv/gw/tls/client.pem".into(), key: "/etc/k.pem".into() };
+        let identity = ClientIdentity::Pem { certificate: "/srv/gw/tls/client.pem".into(), key: "/etc/k.pem".into() };
         assert_eq!(config.service_tls, ServiceTlsSettings { trust_store: Some("/srv/gw/ca.pem".into()), trust_store_password: None, client_identity: Some(identity), verification: Verification::On });
         assert!(config.services[0].instances[0].secure);
         assert_eq!(plain("", &[]).unwrap().service_tls, ServiceTlsSettings::default());

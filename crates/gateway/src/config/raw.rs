@@ -78,6 +78,9 @@ pub(crate) struct RawSsl {
     pub verify_services: Option<bool>,
     pub client_certificate: Option<String>,
     pub client_certificate_key: Option<String>,
+    pub client_key_store: Option<String>,
+    /// A scalar for the same reason as `key_store_password`.
+    pub client_key_store_password: Option<Scalar>,
 }
 
 /// `server.webSocket.*`

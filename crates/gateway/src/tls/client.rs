@@ -29,15 +29,27 @@ const TRUST_STORE_KEY: &str = "server.ssl.trustStore";
 const TRUST_STORE_PASSWORD_KEY: &str = "server.ssl.trustStorePassword";
 const CLIENT_CERTIFICATE_KEY: &str = "server.ssl.clientCertificate";
 const CLIENT_KEY_KEY: &str = "server.ssl.clientCertificateKey";
+const CLIENT_KEY_STORE_KEY: &str = "server.ssl.clientKeyStore";
+const CLIENT_KEY_STORE_PASSWORD_KEY: &str = "server.ssl.clientKeyStorePassword";
 
-/// `server.ssl.clientCertificate` and `server.ssl.clientCertificateKey`: the gateway's certificate
-/// towards services that ask for one.
+/// The gateway's certificate towards services that ask for one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientIdentity {
-    /// The PEM certificate chain, the gateway's client certificate first.
-    pub certificate: PathBuf,
-    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
+pub enum ClientIdentity {
+    /// `server.ssl.clientCertificate` and `server.ssl.clientCertificateKey`.
+    Pem {
+        /// The PEM certificate chain, the gateway's client certificate first.
+        certificate: PathBuf,
+        /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
+    /// `server.ssl.clientKeyStore` and `server.ssl.clientKeyStorePassword`: a PKCS#12 file holding one
+    /// private key and its chain.
+    KeyStore {
+        /// The keystore.
+        path: PathBuf,
+        /// Its password.
+        password: Password,
+    },
 }
 
 /// `server.ssl.verifyServices`.
@@ -105,6 +117,25 @@ pub enum ServiceTlsError {
         /// rustls's reason.
         source: rustls::Error,
     },
+    /// The client keystore could not be read or holds no private key.
+    #[error("{key}: {path}: {reason}")]
+    ClientKeyStore {
+        /// The config key at fault: `server.ssl.clientKeyStore`, or `clientKeyStorePassword` for a wrong
+        /// password.
+        key: &'static str,
+        /// The keystore.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refused the client keystore's certificate and key.
+    #[error("server.ssl.clientKeyStore {path}: {source}")]
+    ClientKeyStoreIdentity {
+        /// The keystore.
+        path: PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
     /// The crypto provider supports none of the protocol versions asked for.
     #[error("no usable TLS protocol version: {0}")]
     Provider(rustls::Error),
@@ -145,14 +176,27 @@ impl ServiceTls {
         };
         let mut config = match &settings.client_identity {
             None => builder.with_no_client_auth(),
-            Some(identity) => {
-                let chain = load_certificates(CLIENT_CERTIFICATE_KEY, &identity.certificate)?;
-                let key = load_private_key(CLIENT_KEY_KEY, &identity.key)?;
-                builder.with_client_auth_cert(chain, key).map_err(|source| ServiceTlsError::ClientIdentity {
-                    certificate: identity.certificate.clone(),
-                    key: identity.key.clone(),
+            Some(ClientIdentity::Pem { certificate, key }) => {
+                let chain = load_certificates(CLIENT_CERTIFICATE_KEY, certificate)?;
+                let private_key = load_private_key(CLIENT_KEY_KEY, key)?;
+                builder.with_client_auth_cert(chain, private_key).map_err(|source| ServiceTlsError::ClientIdentity {
+                    certificate: certificate.clone(),
+                    key: key.clone(),
                     source,
                 })?
+            }
+            Some(ClientIdentity::KeyStore { path, password }) => {
+                let store_error = |key, reason: String| ServiceTlsError::ClientKeyStore { key, path: path.clone(), reason };
+                let store = pkcs12::load(path, &password.0).map_err(|source| {
+                    let key = if matches!(source, Pkcs12Error::WrongPassword) { CLIENT_KEY_STORE_PASSWORD_KEY } else { CLIENT_KEY_STORE_KEY };
+                    store_error(key, source.to_string())
+                })?;
+                let identity = store.identity.ok_or_else(|| store_error(CLIENT_KEY_STORE_KEY, "it holds no private key".into()))?;
+                // As for the server's keystore: keytool's EC keys get their public key from the certificate.
+                let key = identity.chain.first().and_then(|certificate| super::ec_key::with_public_key(&identity.key, certificate)).unwrap_or(identity.key);
+                builder
+                    .with_client_auth_cert(identity.chain, key)
+                    .map_err(|source| ServiceTlsError::ClientKeyStoreIdentity { path: path.clone(), source })?
             }
         };
         // The WebSocket upgrade and the proxy's client both speak HTTP/1.1 only.
@@ -281,7 +325,7 @@ mod tests {
         let key = file("not-a-key.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         let missing = std::env::temp_dir().join("wsgate-no-such-client.pem");
         let identity = |certificate: &Path, key: &Path| ServiceTlsSettings {
-            client_identity: Some(ClientIdentity { certificate: certificate.to_owned(), key: key.to_owned() }),
+            client_identity: Some(ClientIdentity::Pem { certificate: certificate.to_owned(), key: key.to_owned() }),
             verification: Verification::Off,
             ..ServiceTlsSettings::default()
         };
