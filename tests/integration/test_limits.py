@@ -468,8 +468,8 @@ async def served(url_or_gw, **kwargs) -> None:
 
 def settled_sockets(gw, target=None, **kwargs) -> int:
     """The gateway's socket count once it has served a session (at `target`, default the gateway) and
-    holds still: its workers and signal handlers open theirs just after the listening line, so a count
-    taken at once can be short."""
+    holds still: its signal handlers open theirs just after the listening line, so a count taken at once
+    can be short."""
     run(served(target or gw, **kwargs))
 
     def steady():

@@ -46,4 +46,4 @@ pub mod upstream;
 mod websocket;
 
 pub use config::{Config, ConfigError};
-pub use server::{Gateway, GatewayError};
+pub use server::{Gateway, GatewayError, Running};

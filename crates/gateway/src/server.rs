@@ -196,16 +196,26 @@ impl Gateway {
         self.shared.sessions.clone()
     }
 
-    /// Starts the workers (one thread and runtime per core, see [`crate::worker`]) and the embedded
-    /// registry and the external Eureka client, and serves connections until `shutdown` completes;
-    /// then it tells the workers to stop, which drops their open sessions, waits for the registry to
-    /// finish its requests in flight and save its state file and for the Eureka client to stop
-    /// fetching, and returns without waiting for the workers.
+    /// Starts the workers (one thread and runtime per core, see [`crate::worker`]), the embedded
+    /// registry and the external Eureka client, then serves connections until `shutdown` completes:
+    /// [`Gateway::start`], then [`Running::wait`].
     ///
     /// # Errors
     ///
     /// [`GatewayError::Workers`] when a worker thread or runtime cannot be started.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        self.start()?.wait(shutdown).await;
+        Ok(())
+    }
+
+    /// Starts the workers (one thread and runtime per core, see [`crate::worker`]), and spawns the
+    /// embedded registry and the external Eureka client on the current runtime. Once it returns, every
+    /// worker accepts: the moment to tell the world the gateway listens.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Workers`] when a worker thread or runtime cannot be started.
+    pub fn start(self) -> Result<Running, GatewayError> {
         let (stop, stopped) = watch::channel(false);
         let Gateway { listeners, shared, registry, eureka, .. } = self;
         let started = listeners.start(move |listener, stop| accept_loop(listener, Arc::clone(&shared), stop), &stopped);
@@ -215,19 +225,35 @@ impl Gateway {
         }
         let registry = registry.map(|registry| registry.spawn(&stopped));
         let eureka = eureka.map(|eureka| eureka.spawn(&stopped));
+        Ok(Running { stop, registry, eureka })
+    }
+}
+
+/// A started gateway: its workers accept until [`Running::wait`]'s shutdown completes.
+#[derive(Debug)]
+pub struct Running {
+    stop: watch::Sender<bool>,
+    registry: Option<tokio::task::JoinHandle<()>>,
+    eureka: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Serves until `shutdown` completes; then tells the workers to stop, which drops their open
+    /// sessions, waits for the registry to finish its requests in flight and save its state file and
+    /// for the Eureka client to stop fetching, and returns without waiting for the workers.
+    pub async fn wait(self, shutdown: impl Future<Output = ()>) {
         shutdown.await;
-        let _ = stop.send(true);
-        if let Some(registry) = registry {
+        let _ = self.stop.send(true);
+        if let Some(registry) = self.registry {
             if let Err(error) = registry.await {
                 warn!(%error, "embedded registry task failed");
             }
         }
-        if let Some(eureka) = eureka {
+        if let Some(eureka) = self.eureka {
             if let Err(error) = eureka.await {
                 warn!(%error, "Eureka client task failed");
             }
         }
-        Ok(())
     }
 }
 

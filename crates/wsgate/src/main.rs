@@ -93,10 +93,13 @@ async fn run(command: Command) -> Result<(), Failure> {
             let config = Config::load(config.as_deref(), std::env::vars()).map_err(|error| Failure::Usage(error.to_string()))?;
             let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
             let reload = tokio::spawn(signal::reload_on_hangup(gateway.tls_identity()));
-            announce(gateway.local_addr(), gateway.registry_addr(), &[]);
-            let served = gateway.serve(signal::stop()).await;
+            let (address, registry) = (gateway.local_addr(), gateway.registry_addr());
+            // Announced once every worker accepts: scripts and tests that read the line find a gateway ready.
+            let running = gateway.start().map_err(|error| Failure::Runtime(error.to_string()))?;
+            announce(address, registry, &[]);
+            running.wait(signal::stop()).await;
             reload.abort();
-            served.map_err(|error| Failure::Runtime(error.to_string()))
+            Ok(())
         }
         Command::Demo { address, port, registry_port, state_dir } => {
             let state_dir = match state_dir {
