@@ -25,7 +25,7 @@ pub const PREFIX: &str = "/application/";
 pub async fn handle<B>(request: &Request<B>, client: SocketAddr, guard: &Guard, sessions: &SessionTable, directory: &ServiceDirectory) -> Response<Body> {
     let (method, path) = (request.method(), request.uri().path());
     if method != Method::GET && method != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported here\n");
+        return body::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported here\n");
     }
     let endpoint = path.strip_prefix(PREFIX);
     if endpoint == Some("health") {
@@ -38,7 +38,7 @@ pub async fn handle<B>(request: &Request<B>, client: SocketAddr, guard: &Guard, 
     match endpoint {
         Some("websockets") => json_response(&serde_json::Value::Array(sessions.snapshot().iter().map(|s| describe(s)).collect())),
         Some("routes") => json_response(&routes::describe(&directory.listing())),
-        _ => text(StatusCode::NOT_FOUND, "unknown diagnostics endpoint\n"),
+        _ => body::text(StatusCode::NOT_FOUND, "unknown diagnostics endpoint\n"),
     }
 }
 
@@ -65,13 +65,6 @@ fn describe(session: &Session) -> serde_json::Value {
 fn json_response(value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(body::full(value.to_string()));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-fn text(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut response = Response::new(body::full(message));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 

@@ -38,10 +38,10 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let Some(endpoint) = request.uri().path().strip_prefix(PREFIX).map(str::to_owned) else {
-        return text(StatusCode::NOT_FOUND, "Not found\n");
+        return body::text(StatusCode::NOT_FOUND, "Not found\n");
     };
     let (Some(authenticator), Some(tokens)) = (guard.authenticator(), guard.tokens()) else {
-        return text(StatusCode::NOT_FOUND, "Login is not enabled: server.auth.htpasswd is not set\n");
+        return body::text(StatusCode::NOT_FOUND, "Login is not enabled: server.auth.htpasswd is not set\n");
     };
     let method = request.method().clone();
     match (endpoint.as_str(), method) {
@@ -65,9 +65,9 @@ where
             }
             set_cookie(StatusCode::NO_CONTENT, "", Duration::ZERO)
         }
-        ("login" | "logout", _) => text(StatusCode::METHOD_NOT_ALLOWED, "only POST is supported here\n"),
-        ("query", _) => text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported here\n"),
-        _ => text(StatusCode::NOT_FOUND, "Not found\n"),
+        ("login" | "logout", _) => body::text(StatusCode::METHOD_NOT_ALLOWED, "only POST is supported here\n"),
+        ("query", _) => body::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported here\n"),
+        _ => body::text(StatusCode::NOT_FOUND, "Not found\n"),
     }
 }
 
@@ -122,14 +122,6 @@ fn set_cookie(status: StatusCode, value: &str, max_age: Duration) -> Response<Bo
     }
     // No cache keeps a token, nor a logout's answer.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// A plain-text answer.
-fn text(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut response = Response::new(body::full(message));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
