@@ -240,10 +240,11 @@ def serve_until_exit(tmp_path: Path, config: dict | str, env: dict[str, str] | N
     )
 
 
-def start_gateway(log_dir: Path, name: str, config: dict, env: dict[str, str] | None = None) -> Gateway:
+def start_gateway(log_dir: Path, name: str, config: dict, env: dict[str, str] | None = None, args: list[str] | None = None) -> Gateway:
+    """`wsgate serve` with `config` written as LOG_DIR/NAME.yaml, `args` after the config flag."""
     path = log_dir / f"{name}.yaml"
     path.write_text(to_yaml(config))
-    child = Child(f"gateway-{name}", [binary("wsgate"), "serve", "--config", path], log_dir, env)
+    child = Child(f"gateway-{name}", [binary("wsgate"), "serve", "--config", path, *(args or [])], log_dir, env)
     port = int(child.wait_line(GATEWAY_LINE).group(1))
     registry_port = None
     if config.get("discovery", {}).get("embedded", {}).get("enabled", True):

@@ -357,6 +357,35 @@ def test_the_generated_key_is_kept_next_to_the_config_and_tokens_survive_a_resta
         gateway.child.stop()
 
 
+def test_the_state_dir_keeps_the_generated_key_whether_set_in_the_config_or_by_the_flag(tmp_path, scripted, tls_dir, users_file, context):
+    config = jwt_config(scripted, tls_dir, users_file)
+    config["server"]["stateDir"] = "state/gw"
+    gateway = start_gateway(tmp_path, "jwt-state", config)
+    try:
+        token = login(gateway, context)
+    finally:
+        gateway.child.stop()
+    state = tmp_path / "state" / "gw"
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (state / "wsgate-jwt.key").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "wsgate-jwt.key").exists()
+    # The flag wins over the key: a state dir without the key makes a new one, and the old token is refused.
+    del config["server"]["stateDir"]
+    other = tmp_path / "other"
+    gateway = start_gateway(tmp_path, "jwt-state", config, args=["--state-dir", str(other)])
+    try:
+        assert_refused(gateway, context, scripted, {"Authorization": f"Bearer {token}"})
+    finally:
+        gateway.child.stop()
+    assert (other / "wsgate-jwt.key").read_bytes() != (state / "wsgate-jwt.key").read_bytes()
+    config["server"]["stateDir"] = str(other)
+    gateway = start_gateway(tmp_path, "jwt-state", config, args=["--state-dir", str(state)])
+    try:
+        assert_accepted(gateway, context, scripted, {"Authorization": f"Bearer {token}"})
+    finally:
+        gateway.child.stop()
+
+
 def verified_claims(token: str, key: bytes) -> dict:
     """The claims of an HS256 `token`, after checking its signature with `key`."""
     head, payload, signature = token.split(".")

@@ -32,9 +32,10 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(address: IpAddr, port: u16, registry_port: u16, state_dir: &Path) -> Result<(), Failure> {
     let certificates = DevCertificates::in_dir(state_dir);
-    // The development certificate is the demo's default; the environment may still name other files or
-    // turn TLS off, as for `wsgate serve`.
-    let defaults = [("SERVER_SSL_CERTIFICATE", &certificates.certificate), ("SERVER_SSL_CERTIFICATEKEY", &certificates.key)];
+    // The development certificate and the state directory are the demo's defaults; the environment may
+    // still name other files or turn TLS off, as for `wsgate serve`.
+    let state = state_dir.to_owned();
+    let defaults = [("SERVER_SSL_CERTIFICATE", &certificates.certificate), ("SERVER_SSL_CERTIFICATEKEY", &certificates.key), ("SERVER_STATEDIR", &state)];
     let vars = defaults.into_iter().map(|(variable, path)| (variable.to_owned(), path.display().to_string())).chain(std::env::vars());
     let mut config = Config::load(None, vars).map_err(|error| Failure::Usage(error.to_string()))?;
     let tls = config.tls.is_some();

@@ -37,6 +37,10 @@ enum Command {
         /// The YAML config file (keys as in the README); without it, defaults and environment only.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Where the gateway keeps what it makes itself, such as the generated login signing key
+        /// (`server.stateDir`; this flag wins) [default: the config file's folder].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Run the gateway, its registry and two self-registering instances of the demo service, for a first look.
     Demo {
@@ -89,8 +93,17 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve { config } => {
-            let config = Config::load(config.as_deref(), std::env::vars()).map_err(|error| Failure::Usage(error.to_string()))?;
+        Command::Serve { config, state_dir } => {
+            // The flag is applied as the key's variable, after the environment's, so that it wins; made
+            // absolute, as a path on the command line is relative to the working folder, not the config's.
+            let flag = match state_dir {
+                None => None,
+                Some(dir) => {
+                    let dir = std::path::absolute(&dir).map_err(|error| Failure::Usage(format!("--state-dir {}: {error}", dir.display())))?;
+                    Some(("SERVER_STATEDIR".to_owned(), dir.display().to_string()))
+                }
+            };
+            let config = Config::load(config.as_deref(), std::env::vars().chain(flag)).map_err(|error| Failure::Usage(error.to_string()))?;
             let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
             let reload = tokio::spawn(signal::reload_on_hangup(gateway.tls_identity()));
             let (address, registry) = (gateway.local_addr(), gateway.registry_addr());

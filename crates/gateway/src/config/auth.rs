@@ -2,7 +2,7 @@
 //! browser login's signing key and token lifetime, validated.
 
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
 /// The default `server.auth.jwt.expiration`.
 pub const DEFAULT_JWT_EXPIRATION: Duration = Duration::from_secs(8 * 3600);
 
-/// The key file made next to the config file when `server.auth.jwt.keyFile` is not set.
+/// The key file made in `server.stateDir` when `server.auth.jwt.keyFile` is not set.
 pub const GENERATED_KEY_FILE: &str = "wsgate-jwt.key";
 
 /// The shortest signing key accepted, in bytes: HS256's output size.
@@ -66,8 +66,9 @@ impl Default for AuthConfig {
 }
 
 /// Validates `server.auth.*` and reads the htpasswd file; `base` is the config file's folder,
-/// which a relative file name is resolved against.
-pub(super) fn auth(raw: RawAuth, base: &Path) -> Result<AuthConfig, ConfigError> {
+/// which a relative file name is resolved against; `state_dir` is `server.stateDir`, where the JWT
+/// signing key is generated when none is configured.
+pub(super) fn auth(raw: RawAuth, base: &Path, state_dir: &Path) -> Result<AuthConfig, ConfigError> {
     const HTPASSWD: &str = "server.auth.htpasswd";
     const ADMIN_USERS: &str = "server.auth.adminUsers";
     let htpasswd = match raw.htpasswd.as_deref().map(str::trim) {
@@ -94,14 +95,14 @@ pub(super) fn auth(raw: RawAuth, base: &Path) -> Result<AuthConfig, ConfigError>
     };
     let jwt = match &htpasswd {
         None => None,
-        Some(_) => Some(jwt(raw.jwt, base)?),
+        Some(_) => Some(jwt(raw.jwt, base, state_dir)?),
     };
     Ok(AuthConfig { htpasswd, admin_users, admin_allow, cache_ttl, jwt })
 }
 
 /// Validates `server.auth.jwt.*` and reads the signing key: `keyFile`, else the generated
-/// `<config dir>/wsgate-jwt.key`, made on the first start so that tokens survive restarts.
-fn jwt(raw: RawJwt, base: &Path) -> Result<JwtConfig, ConfigError> {
+/// `<state dir>/wsgate-jwt.key`, made on the first start so that tokens survive restarts.
+fn jwt(raw: RawJwt, base: &Path, state_dir: &Path) -> Result<JwtConfig, ConfigError> {
     const KEY_FILE: &str = "server.auth.jwt.keyFile";
     let expiration = match raw.expiration.as_deref() {
         None => DEFAULT_JWT_EXPIRATION,
@@ -111,7 +112,7 @@ fn jwt(raw: RawJwt, base: &Path) -> Result<JwtConfig, ConfigError> {
         },
     };
     let key = match raw.key_file.as_deref().map(str::trim) {
-        None | Some("") => generated_key(&base.join(GENERATED_KEY_FILE)),
+        None | Some("") => generated_key(state_dir, GENERATED_KEY_FILE),
         Some(name) => {
             let path = base.join(name);
             if std::fs::metadata(&path).is_ok_and(|metadata| metadata.permissions().mode() & 0o077 != 0) {
@@ -127,8 +128,10 @@ fn jwt(raw: RawJwt, base: &Path) -> Result<JwtConfig, ConfigError> {
     Ok(JwtConfig { key, expiration })
 }
 
-/// The key of `path`, made there (mode 0600) when the file does not exist yet.
-fn generated_key(path: &Path) -> Result<Vec<u8>, String> {
+/// The key of `name` in `dir`, made there (mode 0600; the folder 0700 if it is new) when the file
+/// does not exist yet.
+fn generated_key(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
+    let path = &dir.join(name);
     let describe = |error: std::io::Error| format!("not set, and the generated key file {}: {error}", path.display());
     match std::fs::read(path) {
         Ok(key) => return Ok(key),
@@ -137,6 +140,7 @@ fn generated_key(path: &Path) -> Result<Vec<u8>, String> {
     }
     let mut key = vec![0u8; 64];
     SystemRandom::new().fill(&mut key).map_err(|_| format!("not set, and the system gave no randomness for {}", path.display()))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|error| format!("not set, and the state directory {} (server.stateDir): {error}", dir.display()))?;
     // create_new: of two gateways starting at once, the second reads the first one's key.
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(mut file) => file.write_all(&key).map(|()| key).map_err(describe),
@@ -227,6 +231,22 @@ mod tests {
         let second = parse(&folder, "server: {auth: {htpasswd: users, jwt: {expiration: 30m}}}").unwrap().auth.jwt.unwrap();
         assert_eq!((&second.key, second.expiration), (&first.key, Duration::from_secs(1800)));
         assert!(!format!("{first:?}").contains("key"), "the key is never shown");
+    }
+
+    #[test]
+    fn the_jwt_key_is_generated_in_the_state_dir_made_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let folder = Folder::new("jwt-state-dir");
+        let config = parse(&folder, "server: {stateDir: state/gw, auth: {htpasswd: users}}").unwrap();
+        let state = folder.0.join("state/gw");
+        assert_eq!(config.state_dir, state);
+        assert_eq!(std::fs::read(state.join(super::GENERATED_KEY_FILE)).unwrap(), config.auth.jwt.unwrap().key);
+        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(!folder.0.join(super::GENERATED_KEY_FILE).exists(), "not next to the config any more");
+        let vars = [("SERVER_STATEDIR".to_owned(), folder.0.join("elsewhere").display().to_string())];
+        let from_env = plain(&folder, "server: {auth: {htpasswd: users}}", vars).unwrap();
+        assert!(from_env.state_dir.join(super::GENERATED_KEY_FILE).exists());
+        assert_eq!(from_env.state_dir, folder.0.join("elsewhere"));
     }
 
     #[test]

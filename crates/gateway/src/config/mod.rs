@@ -112,6 +112,9 @@ pub struct Config {
     /// `server.handshakeTimeout`: how long a client has, from its connection's accept, to complete
     /// the TLS handshake and send its whole request head.
     pub handshake_timeout: Duration,
+    /// `server.stateDir`: where the gateway keeps what it makes itself (the generated JWT signing key)
+    /// and where a relative `discovery.embedded.stateFile` goes; by default the config file's folder.
+    pub state_dir: PathBuf,
     /// `server.limits.*`.
     pub limits: LimitsConfig,
     /// `server.ssl.certificate` and `certificateKey`, or `keyStore` and `keyStorePassword`, when
@@ -276,14 +279,19 @@ impl Config {
             }
         }
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
-        let auth = auth::auth(raw.server.auth, base)?;
+        let state_dir = match raw.server.state_dir.as_deref().map(str::trim) {
+            None | Some("") => base.to_owned(),
+            Some(dir) => base.join(dir),
+        };
+        let auth = auth::auth(raw.server.auth, base, &state_dir)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
-        let embedded = discovery::embedded(raw.discovery.embedded, base, auth.htpasswd.as_ref())?;
+        let embedded = discovery::embedded(raw.discovery.embedded, &state_dir, auth.htpasswd.as_ref())?;
         let eureka = discovery::eureka_client(&raw.eureka)?;
         Ok(Config {
             listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
             max_http_header_size,
             handshake_timeout,
+            state_dir,
             limits,
             tls,
             service_tls,
