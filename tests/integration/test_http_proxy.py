@@ -48,3 +48,14 @@ def test_post_is_echoed(gateway):
 def test_unknown_service_is_404(gateway):
     status, _, _ = request(gateway.port, "GET", "/nosuchservice/api/v1/greeting")
     assert status == 404
+
+
+def test_an_unreachable_service_is_502_naming_the_request_not_a_session(gateway, upstreams):
+    status, _, body = request(gateway.port, "GET", "/refused/api/v1/items")
+    # The route table has only ws/v1 for this service: an api path is not one of its routes.
+    assert status == 404, body
+    status, headers, body = request(gateway.port, "GET", "/refused/ws/v1/items")
+    assert status == 502, body
+    url = f"http://{HOST}:{upstreams.refused_port}/refused/ws/items"
+    assert body.decode().strip() == f"Error forwarding request to service at {url}: connection refused"
+    assert {name.lower(): value for name, value in headers}["content-type"] == "text/plain; charset=utf-8"

@@ -426,7 +426,7 @@ def test_an_unknown_ca_is_502_in_http_status_mode_and_for_rest(gw_http, gw, clie
     status, body = https_get(gw, client_context, "/restwrongca/api/v1/items")
     assert status == 502, body
     url = f"https://{HOST}:{services.rest_wrong_ca.port}/api/items"
-    assert body.decode().strip() == f"Error opening session to WebSocket service at {url}: TLS: invalid peer certificate: UnknownIssuer"
+    assert body.decode().strip() == f"Error forwarding request to service at {url}: TLS: invalid peer certificate: UnknownIssuer"
 
 
 def test_an_expired_service_certificate_is_refused(gw, gw_http, client_context, services):
@@ -479,7 +479,7 @@ def test_mutual_tls_for_rest_requests(gw_mtls, gw, client_context, services):
     assert status == 200 and json.loads(body)["path"] == "/api/mine", body
     status, body = https_get(gw, client_context, "/restmtls/api/v1/mine")
     url = f"https://{HOST}:{services.rest_mtls.port}/api/mine"
-    assert (status, body.decode().strip()) == (502, f"Error opening session to WebSocket service at {url}: TLS: received fatal alert: CertificateRequired")
+    assert (status, body.decode().strip()) == (502, f"Error forwarding request to service at {url}: TLS: received fatal alert: CertificateRequired")
 
 
 def test_a_tls_failure_is_retried_on_another_instance(gw_http, services):

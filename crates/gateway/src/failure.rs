@@ -71,7 +71,9 @@ impl Failure {
                     ConnectCause::Refusal(ServiceRefusal::Status { status, .. }) if status.is_client_error() => CloseCode::UNSUPPORTED_DATA,
                     _ => CloseCode::INTERNAL_ERROR,
                 };
-                (code, format!("Error opening session to WebSocket service at {url}: {cause}").into())
+                // The same failure on a REST or web route is about a request, not a session.
+                let what = if url.starts_with("ws") { "opening session to WebSocket service" } else { "forwarding request to service" };
+                (code, format!("Error {what} at {url}: {cause}").into())
             }
             // The client itself is over its share: waiting for other sessions to end does not help it.
             Failure::Limit(LimitExceeded::PerClient { limit, .. }) => {
@@ -202,6 +204,8 @@ mod tests {
         check(rejected(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)), 1011, &format!("{AT}TLS: received fatal alert: CertificateRequired"), 502);
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         check(connect(ConnectCause::Tls(TlsFailure::Handshake(reset))), 1011, &format!("{AT}TLS: handshake failed: connection reset"), 502);
+        let rest = ConnectError { url: "https://127.0.0.1:1/api/x".into(), cause: ConnectCause::Refused };
+        check(rest.into(), 1011, "Error forwarding request to service at https://127.0.0.1:1/api/x: connection refused", 502);
     }
 
     #[test]
