@@ -164,6 +164,11 @@ pub fn idle(timeout: Duration) -> Close {
     (CloseCode::GOING_AWAY, format!("Session idle for more than {}", format_duration(timeout)).into())
 }
 
+/// The close both peers of a session get when the gateway stops: 1001, the gateway going away.
+pub fn stopping() -> Close {
+    (CloseCode::GOING_AWAY, "Gateway stopping".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

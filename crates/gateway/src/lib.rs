@@ -32,6 +32,7 @@ pub mod balance;
 pub mod body;
 pub mod config;
 pub mod discovery;
+pub mod drain;
 pub mod failure;
 pub mod handshake;
 pub mod limits;

@@ -20,16 +20,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::auth::{login, Guard, RegistryUsers};
 use crate::balance::Picker;
 use crate::body::Body;
-use crate::config::{Config, WebSocketConfig};
+use crate::config::{format_duration, Config, WebSocketConfig};
 use crate::discovery::eureka::EurekaSource;
 use crate::discovery::listener::{RegistryListener, RegistryStartError};
 use crate::discovery::{ServiceDirectory, Source};
+use crate::drain::Drain;
 use crate::failure::Failure;
 use crate::handshake::{self, Forwarded, Offer};
 use crate::limits::SessionLimits;
@@ -39,7 +40,7 @@ use crate::route::RouteTable;
 use crate::session::SessionTable;
 use crate::tls::client::{ServiceTls, ServiceTlsError};
 use crate::tls::{self, ReadAhead, ServerIdentity, TlsError};
-use crate::worker::Listeners;
+use crate::worker::{Listeners, Workers};
 use crate::websocket;
 
 /// Why the gateway could not start.
@@ -95,6 +96,10 @@ pub(crate) struct Shared {
     pub(crate) directory: Arc<ServiceDirectory>,
     /// Origin, credential and diagnostics checks.
     pub(crate) guard: Guard,
+    /// Every task serving a client, and the signal that the gateway stops.
+    pub(crate) drain: Drain,
+    /// `server.shutdownTimeout`.
+    shutdown_timeout: Duration,
 }
 
 impl Shared {
@@ -166,6 +171,8 @@ impl Gateway {
             max_http_header_size: config.max_http_header_size,
             tls,
             directory: Arc::clone(&directory),
+            drain: Drain::new(),
+            shutdown_timeout: config.shutdown_timeout,
         };
         Ok(Gateway { listeners, shared: Arc::new(shared), directory, registry, eureka, identity })
     }
@@ -218,14 +225,18 @@ impl Gateway {
     pub fn start(self) -> Result<Running, GatewayError> {
         let (stop, stopped) = watch::channel(false);
         let Gateway { listeners, shared, registry, eureka, .. } = self;
-        let started = listeners.start(move |listener, stop| accept_loop(listener, Arc::clone(&shared), stop), &stopped);
-        if let Err(source) = started {
-            let _ = stop.send(true);
-            return Err(GatewayError::Workers(source));
-        }
+        let serving = Arc::clone(&shared);
+        let started = listeners.start(move |listener, stop| accept_loop(listener, Arc::clone(&serving), stop), &stopped);
+        let workers = match started {
+            Ok(workers) => workers,
+            Err(source) => {
+                let _ = stop.send(true);
+                return Err(GatewayError::Workers(source));
+            }
+        };
         let registry = registry.map(|registry| registry.spawn(&stopped));
         let eureka = eureka.map(|eureka| eureka.spawn(&stopped));
-        Ok(Running { stop, registry, eureka })
+        Ok(Running { stop, shared, workers, registry, eureka })
     }
 }
 
@@ -233,17 +244,33 @@ impl Gateway {
 #[derive(Debug)]
 pub struct Running {
     stop: watch::Sender<bool>,
+    shared: Arc<Shared>,
+    workers: Workers,
     registry: Option<tokio::task::JoinHandle<()>>,
     eureka: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Serves until `shutdown` completes; then tells the workers to stop, which drops their open
-    /// sessions, waits for the registry to finish its requests in flight and save its state file and
-    /// for the Eureka client to stop fetching, and returns without waiting for the workers.
+    /// Serves until `shutdown` completes, then stops gracefully: the workers stop accepting, every
+    /// WebSocket session closes both peers with 1001 `Gateway stopping` ([`crate::drain`]), every
+    /// HTTP connection finishes its request in flight, and the gateway waits for them up to
+    /// `server.shutdownTimeout`; meanwhile the registry finishes its requests in flight and saves its
+    /// state file, and the Eureka client stops. Returns once the workers have ended, or at the
+    /// time-out with what is left dropped.
     pub async fn wait(self, shutdown: impl Future<Output = ()>) {
         shutdown.await;
         let _ = self.stop.send(true);
+        let open = self.shared.sessions.len();
+        info!(sessions = open, timeout = %format_duration(self.shared.shutdown_timeout), "stopping: closing sessions and connections");
+        match self.shared.drain.stop(self.shared.shutdown_timeout).await {
+            0 => {
+                if !self.workers.stopped(Duration::from_secs(1)).await {
+                    warn!("a worker did not stop in time");
+                }
+                info!(sessions = open, "stopped: every session and connection closed");
+            }
+            left => warn!(left, "server.shutdownTimeout passed: dropping the connections and sessions left"),
+        }
         if let Some(registry) = self.registry {
             if let Err(error) = registry.await {
                 warn!(%error, "embedded registry task failed");
@@ -258,11 +285,17 @@ impl Running {
 }
 
 /// One worker's accept loop: each connection gets a task on this worker, until `stop` turns true.
+/// Once stopped, the worker's runtime keeps running until the drain has finished, so that its
+/// sessions can close.
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         let (stream, client) = tokio::select! {
             // A dropped sender stops the worker too.
-            _ = stop.wait_for(|stop| *stop) => return,
+            _ = stop.wait_for(|stop| *stop) => {
+                drop(listener);
+                shared.drain.finished().await;
+                return;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -273,16 +306,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 }
             },
         };
-        let shared = Arc::clone(&shared);
         // The TLS handshake and the first request head share one time-out, from the accept on.
         let deadline = Instant::now() + shared.handshake_timeout;
+        let serving = Arc::clone(&shared);
         match &shared.tls {
-            None => drop(tokio::spawn(serve_http(shared, client, stream, deadline))),
+            None => shared.drain.spawn(serve_http(serving, client, stream, deadline)),
             Some(tls) => {
                 let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(ReadAhead::new(stream));
-                tokio::spawn(async move {
+                shared.drain.spawn(async move {
                     match tokio::time::timeout_at(deadline, handshake).await {
-                        Ok(Ok(stream)) => serve_http(shared, client, stream, deadline).await,
+                        Ok(Ok(stream)) => serve_http(serving, client, stream, deadline).await,
                         Ok(Err(error)) => debug!(%client, %error, "TLS handshake failed"),
                         Err(_) => debug!(%client, "TLS handshake timed out"),
                     }
@@ -304,14 +337,24 @@ where
     // its idle time); every head gets what the TLS handshake left of the time-out.
     let header_read_timeout = deadline.saturating_duration_since(Instant::now());
     let max_header_size = shared.max_http_header_size;
-    let service = service_fn(move |request| dispatch(Arc::clone(&shared), client, request));
+    let dispatching = Arc::clone(&shared);
+    let service = service_fn(move |request| dispatch(Arc::clone(&dispatching), client, request));
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .max_header_size(max_header_size)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
-    if let Err(error) = connection.await {
+    tokio::pin!(connection);
+    // A stopping gateway lets the request in flight finish, then closes the connection.
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = shared.drain.stopping() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = ended {
         debug!(%client, %error, "connection ended with an error");
     }
 }

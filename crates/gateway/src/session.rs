@@ -117,6 +117,16 @@ impl SessionTable {
         OpenSession { table: self.clone(), session }
     }
 
+    /// How many sessions are open.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The open sessions, oldest first.
     pub fn snapshot(&self) -> Vec<Arc<Session>> {
         self.lock().values().cloned().collect()
@@ -169,7 +179,7 @@ mod tests {
         second.to_client.record(10, 1);
         second.to_client.record(5, 2);
         assert_eq!((second.to_client.bytes(), second.to_client.messages()), (15, 2));
-        assert_eq!(table.snapshot().len(), 2);
+        assert_eq!((table.snapshot().len(), table.len()), (2, 2));
         drop(first);
         let open = table.snapshot();
         assert_eq!(open.len(), 1);

@@ -35,7 +35,8 @@ pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, of
             // Only what the relay needs moves into its task: every byte there is held per open session.
             let client_upgrade = hyper::upgrade::on(&mut request);
             let session = shared.sessions.open(id, info);
-            tokio::spawn(relay_session(shared, client_upgrade, opened.io, session, lease, admission).instrument(span));
+            let relay = relay_session(Arc::clone(&shared), client_upgrade, opened.io, session, lease, admission).instrument(span);
+            shared.drain.spawn(relay);
             response
         }
         Err(failure) => {
@@ -44,7 +45,7 @@ pub(crate) async fn open(shared: Arc<Shared>, mut request: Request<Incoming>, of
                 ErrorMode::HttpStatus => failure.response(),
                 ErrorMode::CloseCode => {
                     let response = handshake::refusal_response(&offer).map(|()| body::empty());
-                    tokio::spawn(
+                    shared.drain.spawn(
                         async move {
                             if let Ok(upgraded) = hyper::upgrade::on(request).await {
                                 relay::refuse(Peer::new(upgraded), failure.close()).await;
@@ -137,7 +138,7 @@ async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: 
     let info = &session.info;
     info!(client = %info.client_address, service = %info.service_url, subprotocol = ?info.subprotocol, "session open");
     let limits = Limits { max_frame_size: shared.websocket.max_frame_size, idle_timeout: shared.websocket.idle_timeout, ping_interval: shared.websocket.ping_interval };
-    relay::run(client, service, &session, &limits, &shared.buffers, mask_key(session.id)).await;
+    relay::run(client, service, &session, &limits, &shared.buffers, mask_key(session.id), shared.drain.stopping()).await;
     info!(
         bytes_from_client = session.from_client.bytes(),
         bytes_to_client = session.to_client.bytes(),

@@ -7,13 +7,15 @@
 //! connections are shared by all workers). Against one work-stealing runtime with as many threads,
 //! this measured 13–43 % more 64 B messages per second and a lower p99 (BENCHMARKS.md).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::error;
 
 /// The listening sockets of the gateway's port, one per worker, not yet given to a runtime.
@@ -43,22 +45,27 @@ impl Listeners {
         self.address
     }
 
-    /// Starts a worker per socket, each running `accept_loop` on its socket until `stop` turns true.
+    /// Starts a worker per socket, each running `accept_loop` on its socket until `stop` turns true
+    /// and `accept_loop` returns.
     ///
     /// # Errors
     ///
     /// When a worker's runtime or thread cannot be made. Workers started before then stop with
     /// `stop`; the sockets of the others are closed.
-    pub(crate) fn start<F, Fut>(self, accept_loop: F, stop: &watch::Receiver<bool>) -> io::Result<()>
+    pub(crate) fn start<F, Fut>(self, accept_loop: F, stop: &watch::Receiver<bool>) -> io::Result<Workers>
     where
         F: Fn(TcpListener, watch::Receiver<bool>) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()>,
     {
+        // Each worker holds a sender until its thread ends: the channel closes when all have ended.
+        let (running, ended) = mpsc::channel::<Infallible>(1);
         for (index, socket) in self.sockets.into_iter().enumerate() {
             let accept_loop = accept_loop.clone();
             let stop = stop.clone();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let running = running.clone();
             let worker = move || {
+                let _running = running;
                 runtime.block_on(async move {
                     match TcpListener::from_std(socket) {
                         Ok(listener) => accept_loop(listener, stop).await,
@@ -69,7 +76,20 @@ impl Listeners {
             };
             std::thread::Builder::new().name(format!("wsgate-worker-{index}")).spawn(worker)?;
         }
-        Ok(())
+        Ok(Workers { ended })
+    }
+}
+
+/// The started workers.
+#[derive(Debug)]
+pub(crate) struct Workers {
+    ended: mpsc::Receiver<Infallible>,
+}
+
+impl Workers {
+    /// Waits up to `timeout` for every worker's thread to end; whether they all did.
+    pub(crate) async fn stopped(mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.ended.recv()).await.is_ok()
     }
 }
 
@@ -106,7 +126,7 @@ mod tests {
         let workers = listeners.sockets.len();
         let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
         let (stop, stopped) = watch::channel(false);
-        listeners.start(
+        let started = listeners.start(
             move |listener: TcpListener, mut stop: watch::Receiver<bool>| {
                 let accepted_tx = accepted_tx.clone();
                 async move {
@@ -137,7 +157,7 @@ mod tests {
         }
         assert_eq!(threads.len(), workers, "{threads:?}");
         stop.send(true).unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(started.stopped(Duration::from_secs(5)).await, "every worker's thread ended");
         assert!(tokio::net::TcpStream::connect(address).await.is_err(), "the workers closed their sockets");
     }
 }

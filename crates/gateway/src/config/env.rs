@@ -9,6 +9,7 @@ pub(crate) const KEYS: &[&str] = &[
     "server.port",
     "server.maxHttpHeaderSize",
     "server.handshakeTimeout",
+    "server.shutdownTimeout",
     "server.stateDir",
     "server.limits.maxSessions",
     "server.limits.maxSessionsPerClient",

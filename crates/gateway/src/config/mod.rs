@@ -33,6 +33,10 @@ pub use wsgate_registry::ClientConfig as EurekaClientConfig;
 /// The default `server.port`.
 pub const DEFAULT_PORT: u16 = 10010;
 
+/// The default `server.shutdownTimeout`: room for the sessions' closes, which wait for the peers'
+/// answers for up to 5 s ([`crate::relay::LINGER`]), twice over (the client's and the service's).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The smallest `server.maxHttpHeaderSize`: a request head carrying three 3,000-byte headers (as the
 /// Zowe gateway's tests send) and the usual ones around them must fit.
 pub const MIN_HTTP_HEADER_SIZE: usize = 16 << 10;
@@ -112,6 +116,9 @@ pub struct Config {
     /// `server.handshakeTimeout`: how long a client has, from its connection's accept, to complete
     /// the TLS handshake and send its whole request head.
     pub handshake_timeout: Duration,
+    /// `server.shutdownTimeout`: how long a stopping gateway waits for its sessions to answer their
+    /// closes and its requests in flight to finish.
+    pub shutdown_timeout: Duration,
     /// `server.stateDir`: where the gateway keeps what it makes itself (the generated JWT signing key)
     /// and where a relative `discovery.embedded.stateFile` goes; by default the config file's folder.
     pub state_dir: PathBuf,
@@ -256,6 +263,11 @@ impl Config {
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| invalid("server.handshakeTimeout", format!("`{text}` is not a duration above zero, such as 500ms, 10s or 1m")))?,
         };
+        let shutdown_timeout = match raw.server.shutdown_timeout.as_deref() {
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
+            Some(text) => units::parse_duration(text)
+                .ok_or_else(|| invalid("server.shutdownTimeout", format!("`{text}` is not a duration such as 0s, 500ms or 10s")))?,
+        };
         let raw_limits = raw.server.limits;
         let limits = LimitsConfig {
             max_sessions: session_count("server.limits.maxSessions", raw_limits.max_sessions)?,
@@ -291,6 +303,7 @@ impl Config {
             listen: SocketAddr::new(address, raw.server.port.unwrap_or(DEFAULT_PORT)),
             max_http_header_size,
             handshake_timeout,
+            shutdown_timeout,
             state_dir,
             limits,
             tls,
@@ -496,6 +509,7 @@ services:
         assert_eq!(config.websocket.connect_timeout, Duration::from_secs(30));
         assert_eq!(config.websocket.max_frame_size, 16 << 20);
         assert_eq!((config.max_http_header_size, config.handshake_timeout), (32 << 10, Duration::from_secs(10)));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(config.limits, LimitsConfig { max_sessions: None, max_sessions_per_client: 1000, max_sessions_per_service: None });
         assert_eq!((config.websocket.idle_timeout, config.websocket.ping_interval), (None, None));
         assert_eq!(config.load_balancing, BalancePolicy { strategy: Strategy::RoundRobin, retries: 2, eject_for: Duration::from_secs(30) });
@@ -572,6 +586,7 @@ services:
             ("server: {handshakeTimeout: 0s}", "server.handshakeTimeout"),
             ("server: {handshakeTimeout: -1s}", "server.handshakeTimeout"),
             ("server: {handshakeTimeout: soon}", "server.handshakeTimeout"),
+            ("server: {shutdownTimeout: later}", "server.shutdownTimeout"),
             ("server: {limits: {maxSessions: 0}}", "server.limits.maxSessions"),
             ("server: {limits: {maxSessions: -1}}", "server.limits.maxSessions"),
             ("server: {limits: {maxSessions: many}}", "server.limits.maxSessions"),

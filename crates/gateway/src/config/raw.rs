@@ -24,6 +24,7 @@ pub(crate) struct RawServer {
     pub port: Option<u16>,
     pub max_http_header_size: Option<Scalar>,
     pub handshake_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
     pub state_dir: Option<String>,
     pub limits: RawLimits,
     pub ssl: RawSsl,

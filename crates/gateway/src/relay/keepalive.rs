@@ -12,21 +12,19 @@
 //! which RFC 6455 §5.5.3 allows), so it counts as traffic: a peer that answers pings keeps its session
 //! open. Swallowing the pongs would mean cutting frames out of what a pump writes in one piece.
 //!
-//! The tick runs in the session's task next to both pumps, so a request is a flag: the tick raises
-//! it and wakes the task, and a pump takes it the next time it is about to read.
+//! The tick raises its requests in the session's [`Requests`].
 
 use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::info;
 use wsgate_frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 
+use super::request::{Request, Requests};
 use super::{Direction, Limits};
 use crate::config::format_duration;
 use crate::failure::{self, Close};
@@ -47,28 +45,13 @@ enum Due {
     Close,
 }
 
-/// What the tick asks of the pump writing to one peer.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Request<'a> {
-    /// Send a ping on the output, if it is on a frame boundary.
-    Ping,
-    /// The session is idle: close the output with this keep-alive's [`Keepalive::idle_close`].
-    Close(&'a Keepalive),
-}
-
-const NONE: u8 = 0;
-const PING: u8 = 1;
-const CLOSE: u8 = 2;
-
-/// The keep-alive of one session: its two durations and the requests its tick raised for each pump.
+/// The keep-alive of one session: its two durations.
 #[derive(Debug)]
 pub(super) struct Keepalive {
     /// `idleTimeout`, or [`Duration::MAX`] (never) when unset.
     idle_timeout: Duration,
     /// `pingInterval`, or [`Duration::MAX`] (never) when unset.
     ping_interval: Duration,
-    /// The raised request for the service's output, then the client's (see [`output`]).
-    requests: [AtomicU8; 2],
 }
 
 impl Keepalive {
@@ -81,7 +64,6 @@ impl Keepalive {
         Some(Box::new(Keepalive {
             idle_timeout: limits.idle_timeout.unwrap_or(Duration::MAX),
             ping_interval: limits.ping_interval.unwrap_or(Duration::MAX),
-            requests: [AtomicU8::new(NONE), AtomicU8::new(NONE)],
         }))
     }
 
@@ -96,9 +78,9 @@ impl Keepalive {
         (self.idle_timeout.min(self.ping_interval) / 4).max(Duration::from_millis(1))
     }
 
-    /// Checks `session`'s traffic every [`Self::period`] and raises the requests the pumps act on.
-    /// Never returns: the session ends with its pumps, and this future is dropped then.
-    pub(super) async fn watch(&self, session: &Session) -> Infallible {
+    /// Checks `session`'s traffic every [`Self::period`] and raises in `requests` what the pumps
+    /// act on. Never returns: the session ends with its pumps, and this future is dropped then.
+    pub(super) async fn watch(&self, session: &Session, requests: &Requests) -> Infallible {
         let counts = || Counts { from_client: session.from_client.bytes(), to_client: session.to_client.bytes() };
         let period = self.period();
         let mut watch = Watch::new(self.idle_timeout, self.ping_interval, Instant::now(), counts());
@@ -115,9 +97,12 @@ impl Keepalive {
             if closing {
                 info!(idle_timeout = %format_duration(self.idle_timeout), "closing the idle session");
             }
-            for (index, due) in due.into_iter().enumerate() {
-                if let Some(due) = due {
-                    self.raise(index, due);
+            // Indexed as the outputs: the service's (written by the client's pump), then the client's.
+            for (direction, due) in [Direction::ClientToService, Direction::ServiceToClient].into_iter().zip(due) {
+                match due {
+                    Some(Due::Ping) => requests.raise(direction, Request::Ping),
+                    Some(Due::Close) => requests.raise(direction, Request::Idle),
+                    None => {}
                 }
             }
             // The pumps run in this task: waking it makes them poll again and find the requests.
@@ -126,51 +111,6 @@ impl Keepalive {
                 return std::future::pending().await;
             }
         }
-    }
-
-    /// Raises a request for what is `due` on the output at `index` (as [`output`] numbers them).
-    fn raise(&self, index: usize, due: Due) {
-        let cell = &self.requests[index];
-        match due {
-            Due::Close => cell.store(CLOSE, Ordering::Relaxed),
-            Due::Ping => {
-                // A close already raised stays: it ends the session anyway.
-                let _ = cell.compare_exchange(NONE, PING, Ordering::Relaxed, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Takes the request raised for the pump reading in `direction` (so writing to the other peer).
-    fn take(&self, direction: Direction) -> Option<Request<'_>> {
-        let cell = &self.requests[output(direction)];
-        // A plain load first: the swap, a locked instruction, only when something was raised.
-        if cell.load(Ordering::Relaxed) == NONE {
-            return None;
-        }
-        match cell.swap(NONE, Ordering::Relaxed) {
-            PING => Some(Request::Ping),
-            CLOSE => Some(Request::Close(self)),
-            _ => None,
-        }
-    }
-}
-
-/// The next request for the pump reading in `direction`; never, in a session without a keep-alive.
-///
-/// # Waking
-///
-/// This future registers no waker of its own: the tick that raises a request runs in the same task
-/// as the pumps and wakes that task right after, so the pump polls this again then; a pump busy
-/// writing finds the request when it next comes back to read.
-pub(super) fn requested(keepalive: Option<&Keepalive>, direction: Direction) -> impl Future<Output = Request<'_>> + '_ {
-    std::future::poll_fn(move |_| keepalive.and_then(|keepalive| keepalive.take(direction)).map_or(Poll::Pending, Poll::Ready))
-}
-
-/// The index of the output the pump reading in `direction` writes to: 0 the service, 1 the client.
-fn output(direction: Direction) -> usize {
-    match direction {
-        Direction::ClientToService => 0,
-        Direction::ServiceToClient => 1,
     }
 }
 
@@ -215,7 +155,7 @@ struct Watch {
     ping_interval: Duration,
     /// Everything received, from either peer.
     received: Still,
-    /// What was written to the service, then to the client (indexed as [`output`]).
+    /// What was written to the service, then to the client (the service's, then the client's).
     outputs: [Still; 2],
 }
 
@@ -361,18 +301,10 @@ mod tests {
     }
 
     #[test]
-    fn a_request_is_taken_once_and_a_close_outranks_a_ping() {
+    fn the_idle_close_names_the_time_out() {
         let limits = Limits { max_frame_size: 125, idle_timeout: Some(MS), ping_interval: Some(MS) };
         let Some(keepalive) = Keepalive::new(&limits) else { panic!("both keys are set") };
-        assert!(keepalive.take(Direction::ClientToService).is_none());
-        keepalive.raise(output(Direction::ServiceToClient), Due::Ping);
-        assert!(keepalive.take(Direction::ClientToService).is_none(), "the ping is for the client's output");
-        assert!(matches!(keepalive.take(Direction::ServiceToClient), Some(Request::Ping)));
-        assert!(keepalive.take(Direction::ServiceToClient).is_none(), "taken once");
-        keepalive.raise(output(Direction::ClientToService), Due::Close);
-        keepalive.raise(output(Direction::ClientToService), Due::Ping);
-        let Some(Request::Close(idle)) = keepalive.take(Direction::ClientToService) else { panic!("the close stays") };
-        assert_eq!(idle.idle_close().1, "Session idle for more than 1ms");
+        assert_eq!(keepalive.idle_close(), (wsgate_frame::CloseCode::GOING_AWAY, "Session idle for more than 1ms".into()));
     }
 
     #[test]

@@ -19,19 +19,24 @@
 //! | buffers, during a burst of large frames | a pooled 256 KiB buffer per busy direction, returned when a read smaller than 256 bytes ends the burst |
 //! | per read | one scan of the frame headers in it, one `write_all` and a flush (no system call on plain TCP), two relaxed atomic updates |
 //! | allocations per frame | none (one per burst of large frames) |
-//! | keep-alive, `idleTimeout` and `pingInterval` unset | per read: nothing (its select branches are disabled); per session: no timer, no heap object, 120 bytes more in the session's task (`size_of_val` of `run`'s future: 1768 → 1888 bytes) |
+//! | keep-alive, `idleTimeout` and `pingInterval` unset | per read: one relaxed load (the gateway's own requests, see `request.rs`); per session: no timer, no heap object |
 //! | keep-alive, either set | per session: two small heap objects and one periodic timer (a quarter of the shorter duration) that compares the traffic counters above; per read: one more relaxed atomic load and the timer's poll, no reset; per ping: one write of 8 or 12 bytes |
 //!
 //! With `idleTimeout` or `pingInterval` the gateway also speaks for itself while the session is
 //! open: `keepalive.rs` closes a session in which neither peer sent anything for `idleTimeout`, and
-//! pings a peer the gateway has written nothing to for `pingInterval`.
+//! pings a peer the gateway has written nothing to for `pingInterval`. When the gateway stops, it
+//! closes both peers with 1001 (`stopping` in [`run`]). Both reach the pumps as requests
+//! (`request.rs`).
 
 mod buffer;
 mod keepalive;
 mod peer;
 mod pump;
 mod refuse;
+mod request;
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
@@ -41,6 +46,7 @@ use tracing::debug;
 use crate::session::Session;
 use keepalive::Keepalive;
 use pump::{End, Pump};
+use request::{Request, Requests};
 pub use buffer::BufferPool;
 pub use peer::Peer;
 pub use refuse::{abandon, refuse};
@@ -86,11 +92,13 @@ pub struct Limits {
     pub ping_interval: Option<Duration>,
 }
 
-/// Relays `client` and `service` until both directions have ended.
+/// Relays `client` and `service` until both directions have ended, or `stopping` completes: then
+/// both peers get the gateway's close ([`crate::failure::stopping`]) on a frame boundary, and the
+/// relay waits up to [`LINGER`] for their answering closes.
 ///
 /// `mask` is the masking key for the close frames the gateway itself sends to the service. `limits`
 /// is borrowed: by value it would be held in every session's task, twice (rust-lang/rust#62958).
-pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits: &Limits, pool: &BufferPool, mask: [u8; 4]) {
+pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits: &Limits, pool: &BufferPool, mask: [u8; 4], stopping: impl Future<Output = ()>) {
     let (mut client_reader, mut client_writer) = client.split();
     let (mut service_reader, mut service_writer) = service.split();
     // Each pump may ask the other to close its output, when the peer it reads broke the rules.
@@ -100,23 +108,36 @@ pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits:
     // twice (rust-lang/rust#62958), which costs every session a few hundred bytes.
     let inputs_ended = AtomicU8::new(0);
     let keepalive = Keepalive::new(limits);
+    let requests = Requests::default();
     let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, *limits, pool, &inputs_ended);
     let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, *limits, pool, &inputs_ended);
-    let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump, keepalive.as_deref());
-    let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump, keepalive.as_deref());
+    let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump, &requests, keepalive.as_deref());
+    let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump, &requests, keepalive.as_deref());
     // Boxed like the keep-alive itself: a session without one carries no timer in its task.
-    let mut watch = keepalive.as_deref().map(|keepalive| Box::pin(keepalive.watch(session)));
-    tokio::pin!(upstream, downstream);
+    let mut watch = keepalive.as_deref().map(|keepalive| Box::pin(keepalive.watch(session, &requests)));
+    let stop = stop_when(stopping, &requests);
+    tokio::pin!(upstream, downstream, stop);
     // When one direction has ended, the other only has its half of the close left to do. The
     // timer is boxed: it exists only while a session ends, not in every open session's task.
-    // The keep-alive's watch never ends; it is polled in this task, with the pumps, which is how
-    // they see its requests (see `keepalive::requested`), and it stops when either pump ends.
+    // The keep-alive's watch and the stop never end; they are polled in this task, with the pumps,
+    // which is how they see their requests (see `request`), and they stop when either pump ends.
+    // Should the gateway stop while one direction lingers, that one has had its close already.
     let (up, down) = tokio::select! {
         up = &mut upstream => (Some(up), Box::pin(tokio::time::timeout(LINGER, downstream)).await.ok()),
         down = &mut downstream => (Box::pin(tokio::time::timeout(LINGER, upstream)).await.ok(), Some(down)),
         never = keepalive::watch_if_any(&mut watch), if watch.is_some() => match never {},
+        never = &mut stop => match never {},
     };
     debug!(client_to_service = ?up.unwrap_or(End::Abandoned), service_to_client = ?down.unwrap_or(End::Abandoned), "session ended");
+}
+
+/// Once `stopping` completes, asks both pumps to close their outputs, and wakes them to see it.
+async fn stop_when(stopping: impl Future<Output = ()>, requests: &Requests) -> Infallible {
+    stopping.await;
+    debug!("closing the session: the gateway stops");
+    requests.raise_both(Request::Stop);
+    tokio::task::yield_now().await;
+    std::future::pending().await
 }
 
 #[cfg(test)]
@@ -185,9 +206,43 @@ mod tests {
             }
             idle_for
         };
-        let ((), idle_for) = tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY), peers) }).await.expect("the relay ended");
+        let ((), idle_for) = tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, std::future::pending()), peers) }).await.expect("the relay ended");
         // Closed 200 ms after the last frame, give or take the 50 ms ticks (and a loaded machine).
         assert!(idle_for >= Duration::from_millis(200) - Duration::from_millis(50), "closed after {idle_for:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "ended after {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_stopping_gateway_closes_both_peers_and_waits_for_their_closes() {
+        let ((client, mut client_remote), (service, mut service_remote)) = (tcp_pair().await, tcp_pair().await);
+        let table = SessionTable::new(1);
+        let session = table.open(table.next_id(), info());
+        let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
+        let pool = BufferPool::default();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let peers = async {
+            service_remote.write_all(&[0x82, 0x02, 1, 2]).await.unwrap();
+            expect_bytes(&mut client_remote, &[0x82, 0x02, 1, 2], "the service's message").await;
+            stop.send(()).unwrap();
+            let mut close = [0u8; MAX_CLOSE_FRAME_LEN];
+            let len = encode_close(CloseCode::GOING_AWAY, "Gateway stopping", Some(SESSION_KEY), &mut close);
+            expect_bytes(&mut service_remote, &close[..len], "the service's close").await;
+            let len = encode_close(CloseCode::GOING_AWAY, "Gateway stopping", None, &mut close);
+            expect_bytes(&mut client_remote, &close[..len], "the client's close").await;
+            // Each peer answers the close, and then sees its connection end.
+            client_remote.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE9]).await.unwrap();
+            service_remote.write_all(&[0x88, 0x02, 0x03, 0xE9]).await.unwrap();
+            for remote in [&mut client_remote, &mut service_remote] {
+                let mut rest = Vec::new();
+                remote.read_to_end(&mut rest).await.unwrap();
+                assert_eq!(rest, b"", "nothing after the close");
+            }
+        };
+        let stopping = async {
+            let _ = stopped.await;
+        };
+        let started = Instant::now();
+        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, stopping), peers) }).await.expect("the relay ended");
         assert!(started.elapsed() < Duration::from_secs(2), "ended after {:?}", started.elapsed());
     }
 
@@ -213,6 +268,6 @@ mod tests {
             assert_eq!((session.from_client.bytes(), session.to_client.bytes()), (0, 0));
             drop((client_remote, service_remote));
         };
-        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY), peers) }).await.expect("the relay ended");
+        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, std::future::pending()), peers) }).await.expect("the relay ended");
     }
 }

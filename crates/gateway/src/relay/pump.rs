@@ -9,7 +9,8 @@ use tracing::{debug, trace};
 use wsgate_frame::{encode_close, FrameScanner, Origin, MAX_CLOSE_FRAME_LEN};
 
 use super::buffer::{BufferPool, RelayBuffer};
-use super::keepalive::{self, encode_ping, fresh_mask, Keepalive, Request, MAX_PING_FRAME_LEN};
+use super::keepalive::{encode_ping, fresh_mask, Keepalive, MAX_PING_FRAME_LEN};
+use super::request::{Request, Requests};
 use super::peer::Writer;
 use super::{Direction, Limits, LINGER};
 use crate::failure::{self, Close};
@@ -30,6 +31,8 @@ pub(super) enum End {
     Stopped,
     /// Neither peer sent anything for `idleTimeout`: the gateway closed the output.
     Idle,
+    /// The gateway is stopping: it closed the output.
+    Stopping,
     /// The relay stopped waiting for this direction.
     Abandoned,
 }
@@ -97,17 +100,17 @@ where
     }
 
     /// Pumps until the peer's connection ends, the peer breaks the rules, the other direction asks
-    /// (through `inbox`) for a close on this pump's output, or the session's `keepalive` finds it
-    /// idle. Asks the other direction through `outbox` when its output must be closed. Sends the
-    /// pings `keepalive` asks for.
-    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>, keepalive: Option<&Keepalive>) -> End {
+    /// (through `inbox`) for a close on this pump's output, or `requests` asks for one: the session's
+    /// `keepalive` found it idle, or the gateway stops. Asks the other direction through `outbox`
+    /// when its output must be closed. Sends the pings `requests` asks for.
+    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>, requests: &Requests, keepalive: Option<&Keepalive>) -> End {
         let direction = self.direction.label();
         let mut inbox = Some(inbox);
         loop {
             let read = tokio::select! {
                 // A close request comes first: it only arrives when the session is ending anyway.
-                // Then the keep-alive's, which never wait for the input; without a keep-alive that
-                // branch is not even polled.
+                // Then the gateway's own, which never wait for the input (one relaxed load when
+                // none is raised).
                 biased;
                 request = next_request(&mut inbox) => {
                     inbox = None;
@@ -117,18 +120,19 @@ where
                     Box::pin(self.discard_until_close()).await;
                     return End::Stopped;
                 }
-                request = keepalive::requested(keepalive, self.direction), if keepalive.is_some() => {
-                    match request {
-                        Request::Ping => match self.ping().await {
+                request = requests.next(self.direction) => {
+                    let (close, end) = match (request, keepalive) {
+                        (Request::Ping, _) => match self.ping().await {
                             Ok(()) => continue,
                             Err(error) => return self.output_failed(error, outbox).await,
                         },
-                        Request::Close(keepalive) => {
-                            Box::pin(self.close_output(keepalive.idle_close())).await;
-                            Box::pin(self.discard_until_close()).await;
-                            return End::Idle;
-                        }
-                    }
+                        // Only a keep-alive raises Idle.
+                        (Request::Idle, Some(keepalive)) => (keepalive.idle_close(), End::Idle),
+                        (Request::Idle, None) | (Request::Stop, _) => (failure::stopping(), End::Stopping),
+                    };
+                    Box::pin(self.close_output(close)).await;
+                    Box::pin(self.discard_until_close()).await;
+                    return end;
                 }
                 read = self.reader.read(self.buffer.space()) => read,
             };
@@ -319,7 +323,8 @@ mod tests {
         let (outbox, _asked) = oneshot::channel();
         let frame = b"\x81\x05hello";
         service.write_all(frame).await.unwrap();
-        let run = pump.run(inbox, outbox, None);
+        let requests = Requests::default();
+        let run = pump.run(inbox, outbox, &requests, None);
         tokio::pin!(run);
         // The service sends nothing more: the frame must reach the client all the same.
         let arrived = tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|delivered| delivered.len() == frame.len()));
