@@ -138,7 +138,7 @@ async fn relay_session(shared: Arc<Shared>, client_upgrade: OnUpgrade, service: 
     let info = &session.info;
     info!(client = %info.client_address, service = %info.service_url, subprotocol = ?info.subprotocol, "session open");
     let limits = Limits { max_frame_size: shared.websocket.max_frame_size, idle_timeout: shared.websocket.idle_timeout, ping_interval: shared.websocket.ping_interval };
-    relay::run(client, service, &session, &limits, &shared.buffers, mask_key(session.id), shared.drain.stopping()).await;
+    relay::run(client, service, &session, &limits, &shared.buffers, mask_key(session.id), || shared.drain.stopping()).await;
     info!(
         bytes_from_client = session.from_client.bytes(),
         bytes_to_client = session.to_client.bytes(),

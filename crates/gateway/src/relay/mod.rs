@@ -92,13 +92,18 @@ pub struct Limits {
     pub ping_interval: Option<Duration>,
 }
 
-/// Relays `client` and `service` until both directions have ended, or `stopping` completes: then
-/// both peers get the gateway's close ([`crate::failure::stopping`]) on a frame boundary, and the
-/// relay waits up to [`LINGER`] for their answering closes.
+/// Relays `client` and `service` until both directions have ended, or the future `stopping` makes
+/// completes: then both peers get the gateway's close ([`crate::failure::stopping`]) on a frame
+/// boundary, and the relay waits up to [`LINGER`] for their answering closes.
 ///
 /// `mask` is the masking key for the close frames the gateway itself sends to the service. `limits`
-/// is borrowed: by value it would be held in every session's task, twice (rust-lang/rust#62958).
-pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits: &Limits, pool: &BufferPool, mask: [u8; 4], stopping: impl Future<Output = ()>) {
+/// is borrowed: by value it would be held in every session's task, twice (rust-lang/rust#62958); for
+/// the same reason `stopping` makes its future, which is then held once.
+pub async fn run<S, F>(mut client: Peer, mut service: Peer, session: &Session, limits: &Limits, pool: &BufferPool, mask: [u8; 4], stopping: S)
+where
+    S: FnOnce() -> F,
+    F: Future<Output = ()>,
+{
     let (mut client_reader, mut client_writer) = client.split();
     let (mut service_reader, mut service_writer) = service.split();
     // Each pump may ask the other to close its output, when the peer it reads broke the rules.
@@ -106,16 +111,15 @@ pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits:
     let (ask_client_pump, client_pump_inbox) = oneshot::channel();
     // The pumps live here and their futures borrow them: a future that owned its pump would hold it
     // twice (rust-lang/rust#62958), which costs every session a few hundred bytes.
-    let inputs_ended = AtomicU8::new(0);
+    let common = Common::default();
     let keepalive = Keepalive::new(limits);
-    let requests = Requests::default();
-    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, *limits, pool, &inputs_ended);
-    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, *limits, pool, &inputs_ended);
-    let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump, &requests, keepalive.as_deref());
-    let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump, &requests, keepalive.as_deref());
+    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, *limits, pool, &common);
+    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, *limits, pool, &common);
+    let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump, keepalive.as_deref());
+    let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump, keepalive.as_deref());
     // Boxed like the keep-alive itself: a session without one carries no timer in its task.
-    let mut watch = keepalive.as_deref().map(|keepalive| Box::pin(keepalive.watch(session, &requests)));
-    let stop = stop_when(stopping, &requests);
+    let mut watch = keepalive.as_deref().map(|keepalive| Box::pin(keepalive.watch(session, &common.requests)));
+    let stop = stop_when(stopping, &common.requests);
     tokio::pin!(upstream, downstream, stop);
     // When one direction has ended, the other only has its half of the close left to do. The
     // timer is boxed: it exists only while a session ends, not in every open session's task.
@@ -131,9 +135,19 @@ pub async fn run(mut client: Peer, mut service: Peer, session: &Session, limits:
     debug!(client_to_service = ?up.unwrap_or(End::Abandoned), service_to_client = ?down.unwrap_or(End::Abandoned), "session ended");
 }
 
-/// Once `stopping` completes, asks both pumps to close their outputs, and wakes them to see it.
-async fn stop_when(stopping: impl Future<Output = ()>, requests: &Requests) -> Infallible {
-    stopping.await;
+/// What both pumps of a session share, in the session's task.
+#[derive(Debug, Default)]
+struct Common {
+    /// How many of the session's two inputs have ended.
+    inputs_ended: AtomicU8,
+    /// What the gateway asks of each pump on its own.
+    requests: Requests,
+}
+
+/// Once the future `stopping` makes completes, asks both pumps to close their outputs, and wakes
+/// them to see it.
+async fn stop_when<F: Future<Output = ()>>(stopping: impl FnOnce() -> F, requests: &Requests) -> Infallible {
+    stopping().await;
     debug!("closing the session: the gateway stops");
     requests.raise_both(Request::Stop);
     tokio::task::yield_now().await;
@@ -206,7 +220,7 @@ mod tests {
             }
             idle_for
         };
-        let ((), idle_for) = tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, std::future::pending()), peers) }).await.expect("the relay ended");
+        let ((), idle_for) = tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, std::future::pending::<()>), peers) }).await.expect("the relay ended");
         // Closed 200 ms after the last frame, give or take the 50 ms ticks (and a loaded machine).
         assert!(idle_for >= Duration::from_millis(200) - Duration::from_millis(50), "closed after {idle_for:?}");
         assert!(started.elapsed() < Duration::from_secs(2), "ended after {:?}", started.elapsed());
@@ -242,7 +256,7 @@ mod tests {
             let _ = stopped.await;
         };
         let started = Instant::now();
-        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, stopping), peers) }).await.expect("the relay ended");
+        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, || stopping), peers) }).await.expect("the relay ended");
         assert!(started.elapsed() < Duration::from_secs(2), "ended after {:?}", started.elapsed());
     }
 
@@ -268,6 +282,6 @@ mod tests {
             assert_eq!((session.from_client.bytes(), session.to_client.bytes()), (0, 0));
             drop((client_remote, service_remote));
         };
-        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, std::future::pending()), peers) }).await.expect("the relay ended");
+        tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, std::future::pending::<()>), peers) }).await.expect("the relay ended");
     }
 }

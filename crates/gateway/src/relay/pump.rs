@@ -1,7 +1,7 @@
 //! One direction of the relay: read, scan, write, repeat.
 
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -10,9 +10,9 @@ use wsgate_frame::{encode_close, FrameScanner, Origin, MAX_CLOSE_FRAME_LEN};
 
 use super::buffer::{BufferPool, RelayBuffer};
 use super::keepalive::{encode_ping, fresh_mask, Keepalive, MAX_PING_FRAME_LEN};
-use super::request::{Request, Requests};
+use super::request::Request;
 use super::peer::Writer;
-use super::{Direction, Limits, LINGER};
+use super::{Common, Direction, Limits, LINGER};
 use crate::failure::{self, Close};
 use crate::session::Traffic;
 
@@ -50,8 +50,8 @@ pub(super) struct Pump<'a, R, W> {
     /// Whether a close frame from the peer has passed, so the output has had its close: the gateway
     /// must not send another one there (RFC 6455 §5.5.1).
     close_seen: bool,
-    /// How many of the session's two inputs have ended, shared by both pumps.
-    inputs_ended: &'a AtomicU8,
+    /// What both pumps share: how many inputs have ended, and the gateway's requests.
+    common: &'a Common,
 }
 
 /// What a pump writes to.
@@ -80,7 +80,7 @@ where
         traffic: &'a Traffic,
         limits: Limits,
         pool: &'a BufferPool,
-        inputs_ended: &'a AtomicU8,
+        common: &'a Common,
     ) -> Self {
         let origin = match direction {
             Direction::ClientToService => Origin::Client,
@@ -95,16 +95,18 @@ where
             scanner: FrameScanner::new(origin, limits.max_frame_size),
             buffer: RelayBuffer::new(pool),
             close_seen: false,
-            inputs_ended,
+            common,
         }
     }
 
     /// Pumps until the peer's connection ends, the peer breaks the rules, the other direction asks
-    /// (through `inbox`) for a close on this pump's output, or `requests` asks for one: the session's
-    /// `keepalive` found it idle, or the gateway stops. Asks the other direction through `outbox`
-    /// when its output must be closed. Sends the pings `requests` asks for.
-    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>, requests: &Requests, keepalive: Option<&Keepalive>) -> End {
+    /// (through `inbox`) for a close on this pump's output, or the gateway asks for one (the
+    /// session's `keepalive` found it idle, or the gateway stops). Asks the other direction through
+    /// `outbox` when its output must be closed. Sends the pings the keep-alive asks for.
+    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>, keepalive: Option<&Keepalive>) -> End {
         let direction = self.direction.label();
+        // The reference is copied out, so that polling the requests does not borrow the pump.
+        let common = self.common;
         let mut inbox = Some(inbox);
         loop {
             let read = tokio::select! {
@@ -120,7 +122,7 @@ where
                     Box::pin(self.discard_until_close()).await;
                     return End::Stopped;
                 }
-                request = requests.next(self.direction) => {
+                request = common.requests.next(self.direction) => {
                     let (close, end) = match (request, keepalive) {
                         (Request::Ping, _) => match self.ping().await {
                             Ok(()) => continue,
@@ -220,7 +222,7 @@ where
     /// Counts this pump's input as ended; returns how many inputs have ended, this one included.
     fn input_ended(&self) -> u8 {
         // Both pumps run in one task: the atomic only makes the session future `Send`.
-        self.inputs_ended.fetch_add(1, Ordering::Relaxed) + 1
+        self.common.inputs_ended.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Sends a close frame of the gateway's own on the output, if it is on a frame boundary and no
@@ -316,15 +318,14 @@ mod tests {
         let (mut service, mut input) = tokio::io::duplex(1024);
         let (delivered, mut seen) = watch::channel(Vec::new());
         let mut output = Holding { pending: Vec::new(), delivered };
-        let (traffic, pool, inputs_ended) = (Traffic::default(), BufferPool::default(), AtomicU8::new(0));
+        let (traffic, pool, common) = (Traffic::default(), BufferPool::default(), Common::default());
         let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
-        let mut pump = Pump::new(Direction::ServiceToClient, (&mut input, &mut output), None, &traffic, limits, &pool, &inputs_ended);
+        let mut pump = Pump::new(Direction::ServiceToClient, (&mut input, &mut output), None, &traffic, limits, &pool, &common);
         let (_ask, inbox) = oneshot::channel();
         let (outbox, _asked) = oneshot::channel();
         let frame = b"\x81\x05hello";
         service.write_all(frame).await.unwrap();
-        let requests = Requests::default();
-        let run = pump.run(inbox, outbox, &requests, None);
+        let run = pump.run(inbox, outbox, None);
         tokio::pin!(run);
         // The service sends nothing more: the frame must reach the client all the same.
         let arrived = tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|delivered| delivered.len() == frame.len()));
@@ -339,9 +340,9 @@ mod tests {
         let (mut input, _input_remote) = tcp_pair().await;
         let (mut output, mut remote) = tcp_pair().await;
         let ((mut reader, _), (_, mut writer)) = (input.split(), output.split());
-        let (traffic, pool, inputs_ended) = (Traffic::default(), BufferPool::default(), AtomicU8::new(0));
+        let (traffic, pool, common) = (Traffic::default(), BufferPool::default(), Common::default());
         let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
-        let mut pump = Pump::new(Direction::ServiceToClient, (&mut reader, &mut writer), None, &traffic, limits, &pool, &inputs_ended);
+        let mut pump = Pump::new(Direction::ServiceToClient, (&mut reader, &mut writer), None, &traffic, limits, &pool, &common);
         // The header and 3 bytes of a 10-byte frame have been forwarded: no room for a ping.
         pump.scanner.scan(&[0x81, 10, b'a', b'b', b'c']);
         pump.ping().await.unwrap();
@@ -361,10 +362,10 @@ mod tests {
         let (mut input, _input_remote) = tcp_pair().await;
         let (mut output, mut remote) = tcp_pair().await;
         let ((mut reader, _), (_, mut writer)) = (input.split(), output.split());
-        let (traffic, pool, inputs_ended) = (Traffic::default(), BufferPool::default(), AtomicU8::new(0));
+        let (traffic, pool, common) = (Traffic::default(), BufferPool::default(), Common::default());
         let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
         let session_key = [1, 2, 3, 4];
-        let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), Some(session_key), &traffic, limits, &pool, &inputs_ended);
+        let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), Some(session_key), &traffic, limits, &pool, &common);
         pump.ping().await.unwrap();
         pump.ping().await.unwrap();
         pump.writer.shutdown().await.unwrap();

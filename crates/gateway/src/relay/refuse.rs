@@ -1,15 +1,13 @@
 //! Ending a session the gateway opened on one side only: a failure reported to the client
 //! (`close-code` mode, MISSION §2), or a service session whose client left before its upgrade.
 
-use std::sync::atomic::AtomicU8;
-
 use tokio::io::AsyncWriteExt;
 use wsgate_frame::{encode_close, MAX_CLOSE_FRAME_LEN};
 
 use super::buffer::BufferPool;
 use super::peer::Peer;
 use super::pump::Pump;
-use super::{Direction, Limits, LINGER};
+use super::{Common, Direction, Limits, LINGER};
 use crate::failure::Close;
 use crate::session::Traffic;
 
@@ -21,8 +19,8 @@ pub async fn refuse(mut client: Peer, close: Close) {
     let limits = Limits { max_frame_size: u64::MAX, idle_timeout: None, ping_interval: None };
     // A pump that reads the client's frames and whose output is the client itself.
     let pool = BufferPool::default();
-    let inputs_ended = AtomicU8::new(0);
-    let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), None, &traffic, limits, &pool, &inputs_ended);
+    let common = Common::default();
+    let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), None, &traffic, limits, &pool, &common);
     pump.close_output(close).await;
     pump.discard_until_close().await;
 }
