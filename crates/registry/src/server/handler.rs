@@ -99,11 +99,12 @@ impl From<SocketAddr> for Peer {
 /// Access: changes need [`crate::RegistryConfig::allow`] (else 403). When the registry authenticates
 /// (a [`crate::RegistryConfig::credentials`] check, or TLS asking for client certificates), every
 /// request also needs a verified client certificate or a Basic credential the check accepts (else 401).
-pub async fn handle<B>(request: Request<B>, peer: Peer, registry: &Registry) -> Response<Full<Bytes>>
+pub async fn handle<B>(request: Request<B>, peer: impl Into<Peer>, registry: &Registry) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let peer = peer.into();
     let Some(endpoint) = Endpoint::parse(request.uri().path()) else {
         return not_found();
     };
