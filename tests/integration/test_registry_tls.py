@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from support import (
     HOST,
+    LOCAL_NAMES,
     Pki,
     connect,
     recv,
@@ -42,12 +43,9 @@ HANDSHAKE_FAILED = "registry TLS handshake failed"
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Pki:
-    pki = Pki.create(tmp_path_factory.mktemp("registry-tls"))
-    pki.make_ca("ca")
-    pki.make_ca("other-ca")
-    local = "IP:127.0.0.1, DNS:localhost"
-    pki.issue("gateway", "ca", local)
-    pki.issue("gateway-2", "ca", local)
+    pki = Pki.create(tmp_path_factory.mktemp("registry-tls"), "ca", "other-ca")
+    pki.issue("gateway", "ca", LOCAL_NAMES)
+    pki.issue("gateway-2", "ca", LOCAL_NAMES)
     pki.issue("client", "ca", "DNS:registry-client", usage="clientAuth")
     pki.issue("stranger", "other-ca", "DNS:registry-client", usage="clientAuth")
     return pki
