@@ -315,25 +315,23 @@ def test_a_plain_registry_open_to_the_network_is_warned_about(log_dir):
 
 
 @pytest.mark.parametrize(
-    ("ssl_keys", "server_ssl", "key"),
+    ("ssl_keys", "server_ssl", "key", "detail"),
     [
-        ({"enabled": True}, {"enabled": False}, "discovery.embedded.ssl.enabled"),
-        ({"clientAuth": "need", "trustStore": "ca.pem"}, None, "discovery.embedded.ssl.clientAuth"),
-        ({"enabled": True, "clientAuth": "want"}, None, "discovery.embedded.ssl.trustStore"),
-        ({"enabled": True, "clientAuth": "sometimes", "trustStore": "ca.pem"}, None, "discovery.embedded.ssl.clientAuth"),
-        ({"enabled": True, "clientAuth": "need", "trustStore": "missing-ca.pem"}, None, "discovery.embedded.ssl.trustStore"),
+        ({"enabled": True}, {"enabled": False}, "discovery.embedded.ssl.enabled", "server.ssl.certificate"),
+        ({"clientAuth": "need", "trustStore": "ca.pem"}, None, "discovery.embedded.ssl.clientAuth", "set discovery.embedded.ssl.enabled: true"),
+        ({"enabled": True, "clientAuth": "want"}, None, "discovery.embedded.ssl.trustStore", "server.ssl.trustStore, the default, is not set"),
+        ({"enabled": True, "clientAuth": "sometimes", "trustStore": "ca.pem"}, None, "discovery.embedded.ssl.clientAuth", "`sometimes`"),
+        ({"enabled": True, "clientAuth": "need", "trustStore": "missing-ca.pem"}, None, "discovery.embedded.ssl.trustStore", "missing-ca.pem"),
     ],
 )
-def test_bad_registry_tls_config_exits_64_naming_the_key(tmp_path, pki, ssl_keys, server_ssl, key):
+def test_bad_registry_tls_config_exits_64_naming_the_key(tmp_path, pki, ssl_keys, server_ssl, key, detail):
     config = tls_registry_config(pki, ssl_keys)
     if server_ssl is not None:
         config["server"]["ssl"] = server_ssl
     result = serve_until_exit(tmp_path, config)
     stderr = result.stderr.decode("utf-8", "replace")
     assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
-    assert f"wsgate: {key}: " in stderr, stderr
-    if "missing" in json.dumps(ssl_keys):
-        assert "missing-ca.pem" in stderr, stderr
+    assert f"wsgate: {key}: " in stderr and detail in stderr, stderr
 
 
 def test_an_unusable_trust_store_names_the_default_key_it_came_from(tmp_path, pki):
