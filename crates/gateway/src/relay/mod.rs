@@ -187,6 +187,25 @@ mod tests {
         assert_eq!(got, expected, "{what}");
     }
 
+    /// Expects the gateway's close, 1001 with `reason`, on both peers (returns when the client's
+    /// came), answers each as RFC 6455 asks, and expects both connections to end then.
+    async fn expect_both_closed(client_remote: &mut TcpStream, service_remote: &mut TcpStream, reason: &str) -> Instant {
+        let mut close = [0u8; MAX_CLOSE_FRAME_LEN];
+        let len = encode_close(CloseCode::GOING_AWAY, reason, None, &mut close);
+        expect_bytes(client_remote, &close[..len], "the client's close").await;
+        let closed = Instant::now();
+        let len = encode_close(CloseCode::GOING_AWAY, reason, Some(SESSION_KEY), &mut close);
+        expect_bytes(service_remote, &close[..len], "the service's close").await;
+        client_remote.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE9]).await.unwrap();
+        service_remote.write_all(&[0x88, 0x02, 0x03, 0xE9]).await.unwrap();
+        for remote in [client_remote, service_remote] {
+            let mut rest = Vec::new();
+            remote.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"", "nothing after the close");
+        }
+        closed
+    }
+
     #[tokio::test]
     async fn an_idle_session_is_closed_on_both_sides() {
         let ((client, mut client_remote), (service, mut service_remote)) = (tcp_pair().await, tcp_pair().await);
@@ -203,22 +222,8 @@ mod tests {
             service_remote.write_all(&[0x82, 0x01, 7]).await.unwrap();
             expect_bytes(&mut client_remote, &[0x82, 0x01, 7], "the service's message").await;
             let last_traffic = Instant::now();
-            let mut close = [0u8; MAX_CLOSE_FRAME_LEN];
-            let reason = "Session idle for more than 200ms";
-            let len = encode_close(CloseCode::GOING_AWAY, reason, None, &mut close);
-            expect_bytes(&mut client_remote, &close[..len], "the client's close").await;
-            let len = encode_close(CloseCode::GOING_AWAY, reason, Some(SESSION_KEY), &mut close);
-            expect_bytes(&mut service_remote, &close[..len], "the service's close").await;
-            let idle_for = last_traffic.elapsed();
-            // Each peer answers the close, as RFC 6455 asks, and then sees its connection end.
-            client_remote.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE9]).await.unwrap();
-            service_remote.write_all(&[0x88, 0x02, 0x03, 0xE9]).await.unwrap();
-            for remote in [&mut client_remote, &mut service_remote] {
-                let mut rest = Vec::new();
-                remote.read_to_end(&mut rest).await.unwrap();
-                assert_eq!(rest, b"", "nothing after the close");
-            }
-            idle_for
+            let closed = expect_both_closed(&mut client_remote, &mut service_remote, "Session idle for more than 200ms").await;
+            closed - last_traffic
         };
         let ((), idle_for) = tokio::time::timeout(LINGER, async { tokio::join!(run(client, service, &session, &limits, &pool, SESSION_KEY, std::future::pending::<()>), peers) }).await.expect("the relay ended");
         // Closed 200 ms after the last frame, give or take the 50 ms ticks (and a loaded machine).
@@ -238,19 +243,7 @@ mod tests {
             service_remote.write_all(&[0x82, 0x02, 1, 2]).await.unwrap();
             expect_bytes(&mut client_remote, &[0x82, 0x02, 1, 2], "the service's message").await;
             stop.send(()).unwrap();
-            let mut close = [0u8; MAX_CLOSE_FRAME_LEN];
-            let len = encode_close(CloseCode::GOING_AWAY, "Gateway stopping", Some(SESSION_KEY), &mut close);
-            expect_bytes(&mut service_remote, &close[..len], "the service's close").await;
-            let len = encode_close(CloseCode::GOING_AWAY, "Gateway stopping", None, &mut close);
-            expect_bytes(&mut client_remote, &close[..len], "the client's close").await;
-            // Each peer answers the close, and then sees its connection end.
-            client_remote.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE9]).await.unwrap();
-            service_remote.write_all(&[0x88, 0x02, 0x03, 0xE9]).await.unwrap();
-            for remote in [&mut client_remote, &mut service_remote] {
-                let mut rest = Vec::new();
-                remote.read_to_end(&mut rest).await.unwrap();
-                assert_eq!(rest, b"", "nothing after the close");
-            }
+            expect_both_closed(&mut client_remote, &mut service_remote, "Gateway stopping").await;
         };
         let stopping = async {
             let _ = stopped.await;
