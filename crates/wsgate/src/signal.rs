@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
-use wsgate_gateway::tls::ServerIdentity;
+use wsgate_gateway::tls::{ServerIdentity, SERVER_IDENTITY};
 
 /// Completes on SIGTERM or Ctrl-C.
 pub(crate) async fn stop() {
@@ -55,7 +55,7 @@ pub(crate) fn reload_on_hangup(identity: Option<Arc<ServerIdentity>>) -> impl Fu
             };
             // A few file reads and a key derivation, once per signal: not worth a blocking-pool thread.
             match identity.reload() {
-                Ok(()) => info!(files = %identity.files(), "SIGHUP received: TLS certificate reloaded, new handshakes use it"),
+                Ok(()) => info!(files = %identity.files().describe(SERVER_IDENTITY), "SIGHUP received: TLS certificate reloaded, new handshakes use it"),
                 Err(error) => error!(%error, "SIGHUP received: TLS certificate reload failed, the previous certificate stays in use"),
             }
         }

@@ -21,8 +21,8 @@ use tracing::warn;
 use crate::auth::OriginPolicy;
 use crate::balance::{BalancePolicy, UnknownStrategy};
 use crate::discovery::{Instance, InstanceStatus, Service, ServiceId};
-use crate::tls::client::{ClientIdentity, ServiceTlsSettings, Verification};
-use crate::tls::{Password, TlsFiles};
+use crate::tls::client::{ServiceTlsSettings, Verification};
+use crate::tls::{IdentityKeys, Password, TlsFiles, CLIENT_IDENTITY, SERVER_IDENTITY};
 use raw::RawConfig;
 
 pub use auth::{AuthConfig, JwtConfig, DEFAULT_CACHE_TTL, DEFAULT_JWT_EXPIRATION, GENERATED_KEY_FILE};
@@ -325,55 +325,37 @@ fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigE
     if ssl.enabled == Some(false) {
         return Ok(None);
     }
-    let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
-    let (certificate, key, key_store) = (file(&ssl.certificate), file(&ssl.certificate_key), file(&ssl.key_store));
+    let files = identity_files(SERVER_IDENTITY, [&ssl.certificate, &ssl.certificate_key, &ssl.key_store], &ssl.key_store_password, base)?;
     let default = if ssl.enabled.is_some() { "" } else { " (the default)" };
-    match (certificate, key, key_store) {
-        (None, None, None) => Err(invalid(
+    files.map(Some).ok_or_else(|| {
+        invalid(
             "server.ssl.enabled",
             format!("is true{default} but no certificate is configured: set server.ssl.certificate and server.ssl.certificateKey (PEM files) or server.ssl.keyStore and server.ssl.keyStorePassword (PKCS#12), or set server.ssl.enabled: false to serve plain ws and http"),
-        )),
-        (None, None, Some(path)) => {
-            let password = ssl.key_store_password.clone().map(|raw::Scalar(text)| text).ok_or_else(|| {
-                invalid("server.ssl.keyStorePassword", "is required with server.ssl.keyStore (write \"\" for a keystore without a password)".into())
-            })?;
-            Ok(Some(TlsFiles::KeyStore { path, password: Password::new(password) }))
-        }
-        (_, _, Some(_)) => Err(invalid("server.ssl.keyStore", "set either server.ssl.keyStore (PKCS#12) or server.ssl.certificate and certificateKey (PEM), not both".into())),
-        (Some(certificate), Some(key), None) => {
-            if ssl.key_store_password.is_some() {
-                return Err(invalid("server.ssl.keyStorePassword", "is only used with server.ssl.keyStore, which is not set".into()));
-            }
-            Ok(Some(TlsFiles::Pem { certificate, key }))
-        }
-        (None, Some(_), None) => Err(invalid("server.ssl.certificate", "is required with server.ssl.certificateKey: the path of a PEM file".into())),
-        (Some(_), None, None) => Err(invalid("server.ssl.certificateKey", "is required with server.ssl.certificate: the path of a PEM file".into())),
+        )
+    })
+}
+
+/// The files of one identity from its keys (`keys`, whose values are `certificate`, `key` and
+/// `key_store`, and `password`): PEM files or a PKCS#12 keystore, never both; `None` when none is set.
+fn identity_files(keys: IdentityKeys, [certificate, key, key_store]: [&Option<String>; 3], password: &Option<raw::Scalar>, base: &Path) -> Result<Option<TlsFiles>, ConfigError> {
+    let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
+    let password = password.clone().map(|raw::Scalar(text)| Password::new(text));
+    match (file(certificate), file(key), file(key_store), password) {
+        (None, None, None, None) => Ok(None),
+        (None, None, None, Some(_)) | (Some(_), Some(_), None, Some(_)) => Err(invalid(keys.key_store_password, format!("is only used with {}, which is not set", keys.key_store))),
+        (None, None, Some(_), None) => Err(invalid(keys.key_store_password, format!("is required with {} (write \"\" for a keystore without a password)", keys.key_store))),
+        (None, None, Some(path), Some(password)) => Ok(Some(TlsFiles::KeyStore { path, password })),
+        (_, _, Some(_), _) => Err(invalid(keys.key_store, format!("set either {} (PKCS#12) or {} and {} (PEM), not both", keys.key_store, keys.certificate, keys.key))),
+        (Some(certificate), Some(key), None, None) => Ok(Some(TlsFiles::Pem { certificate, key })),
+        (None, Some(_), None, _) => Err(invalid(keys.certificate, format!("is required with {}: the path of a PEM certificate", keys.key))),
+        (Some(_), None, None, _) => Err(invalid(keys.key, format!("is required with {}: the path of a PEM private key", keys.certificate))),
     }
 }
 
 /// The keys of TLS towards services. The client certificate and its key go together.
 fn service_tls(ssl: &raw::RawSsl, base: &Path) -> Result<ServiceTlsSettings, ConfigError> {
     let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
-    let client_identity = match (file(&ssl.client_certificate), file(&ssl.client_certificate_key)) {
-        (None, None) => match file(&ssl.client_key_store) {
-            None if ssl.client_key_store_password.is_some() => {
-                return Err(invalid("server.ssl.clientKeyStorePassword", "is only used with server.ssl.clientKeyStore, which is not set".into()))
-            }
-            None => None,
-            Some(path) => {
-                let password = ssl.client_key_store_password.clone().map(|raw::Scalar(text)| text).ok_or_else(|| {
-                    invalid("server.ssl.clientKeyStorePassword", "is required with server.ssl.clientKeyStore (write \"\" for a keystore without a password)".into())
-                })?;
-                Some(ClientIdentity::KeyStore { path, password: Password::new(password) })
-            }
-        },
-        (_, _) if ssl.client_key_store.is_some() => {
-            return Err(invalid("server.ssl.clientKeyStore", "set either server.ssl.clientKeyStore (PKCS#12) or server.ssl.clientCertificate and clientCertificateKey (PEM), not both".into()))
-        }
-        (Some(certificate), Some(key)) => Some(ClientIdentity::Pem { certificate, key }),
-        (Some(_), None) => return Err(invalid("server.ssl.clientCertificateKey", "is required with server.ssl.clientCertificate: the path of a PEM private key".into())),
-        (None, Some(_)) => return Err(invalid("server.ssl.clientCertificate", "is required with server.ssl.clientCertificateKey: the path of a PEM certificate".into())),
-    };
+    let client_identity = identity_files(CLIENT_IDENTITY, [&ssl.client_certificate, &ssl.client_certificate_key, &ssl.client_key_store], &ssl.client_key_store_password, base)?;
     let verification = if ssl.verify_services == Some(false) { Verification::Off } else { Verification::On };
     let trust_store_password = ssl.trust_store_password.clone().map(|raw::Scalar(text)| Password::new(text));
     Ok(ServiceTlsSettings { trust_store: file(&ssl.trust_store), trust_store_password, client_identity, verification })
@@ -596,6 +578,9 @@ services:
             ("server: {limits: {maxSessionsPerService: -3}}", "server.limits.maxSessionsPerService"),
             ("server: {ssl: {clientCertificate: client.pem}}", "server.ssl.clientCertificateKey"),
             ("server: {ssl: {clientCertificateKey: client-key.pem}}", "server.ssl.clientCertificate:"),
+            ("server: {ssl: {clientKeyStore: client.p12}}", "server.ssl.clientKeyStorePassword: is required"),
+            ("server: {ssl: {clientKeyStorePassword: x}}", "server.ssl.clientKeyStorePassword: is only used"),
+            ("server: {ssl: {clientKeyStore: c.p12, clientKeyStorePassword: x, clientCertificate: c.pem}}", "server.ssl.clientKeyStore: set either"),
         ] {
             let error = plain(text, &[]).unwrap_err().to_string();
             assert!(error.starts_with(key), "{error}");
@@ -659,7 +644,7 @@ services:
     fn tls_towards_services_keys() {
         let text = "server: {ssl: {trustStore: ca.pem, clientCertificate: tls/client.pem, clientCertificateKey: /etc/k.pem}}\nservices: [{serviceId: s, instances: [{host: h, port: 1, secure: true}]}]";
         let config = Config::parse(text, Path::new("/srv/gw/wsgate.yml"), [("SERVER_SSL_ENABLED".to_owned(), "false".to_owned())]).unwrap();
-        let identity = ClientIdentity::Pem { certificate: "/srv/gw/tls/client.pem".into(), key: "/etc/k.pem".into() };
+        let identity = TlsFiles::Pem { certificate: "/srv/gw/tls/client.pem".into(), key: "/etc/k.pem".into() };
         assert_eq!(config.service_tls, ServiceTlsSettings { trust_store: Some("/srv/gw/ca.pem".into()), trust_store_password: None, client_identity: Some(identity), verification: Verification::On });
         assert!(config.services[0].instances[0].secure);
         assert_eq!(plain("", &[]).unwrap().service_tls, ServiceTlsSettings::default());

@@ -23,35 +23,10 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use super::pkcs12::{self, Pkcs12Error};
-use super::{load_certificates, load_private_key, Password, TlsError};
+use super::{load_certificates, load_identity, Password, TlsError, TlsFiles, CLIENT_IDENTITY};
 
 const TRUST_STORE_KEY: &str = "server.ssl.trustStore";
 const TRUST_STORE_PASSWORD_KEY: &str = "server.ssl.trustStorePassword";
-const CLIENT_CERTIFICATE_KEY: &str = "server.ssl.clientCertificate";
-const CLIENT_KEY_KEY: &str = "server.ssl.clientCertificateKey";
-const CLIENT_KEY_STORE_KEY: &str = "server.ssl.clientKeyStore";
-const CLIENT_KEY_STORE_PASSWORD_KEY: &str = "server.ssl.clientKeyStorePassword";
-
-/// The gateway's certificate towards services that ask for one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientIdentity {
-    /// `server.ssl.clientCertificate` and `server.ssl.clientCertificateKey`.
-    Pem {
-        /// The PEM certificate chain, the gateway's client certificate first.
-        certificate: PathBuf,
-        /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
-        key: PathBuf,
-    },
-    /// `server.ssl.clientKeyStore` and `server.ssl.clientKeyStorePassword`: a PKCS#12 file holding one
-    /// private key and its chain.
-    KeyStore {
-        /// The keystore.
-        path: PathBuf,
-        /// Its password.
-        password: Password,
-    },
-}
-
 /// `server.ssl.verifyServices`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
@@ -69,8 +44,9 @@ pub struct ServiceTlsSettings {
     pub trust_store: Option<PathBuf>,
     /// `trustStorePassword`: the PKCS#12 trust store's password (none: the empty password).
     pub trust_store_password: Option<Password>,
-    /// `clientCertificate` and `clientCertificateKey`, when set.
-    pub client_identity: Option<ClientIdentity>,
+    /// `clientCertificate` and `clientCertificateKey`, or `clientKeyStore` and its password, when set
+    /// ([`CLIENT_IDENTITY`]).
+    pub client_identity: Option<TlsFiles>,
     /// `verifyServices`.
     pub verification: Verification,
 }
@@ -106,35 +82,6 @@ pub enum ServiceTlsError {
         path: PathBuf,
         /// Its position in the file, from 1.
         index: usize,
-        /// rustls's reason.
-        source: rustls::Error,
-    },
-    /// rustls refused the client certificate and key, e.g. a key that does not belong to the certificate.
-    #[error("server.ssl.clientCertificate {certificate} with server.ssl.clientCertificateKey {key}: {source}")]
-    ClientIdentity {
-        /// The certificate file.
-        certificate: PathBuf,
-        /// The key file.
-        key: PathBuf,
-        /// rustls's reason.
-        source: rustls::Error,
-    },
-    /// The client keystore could not be read or holds no private key.
-    #[error("{key}: {path}: {reason}")]
-    ClientKeyStore {
-        /// The config key at fault: `server.ssl.clientKeyStore`, or `clientKeyStorePassword` for a wrong
-        /// password.
-        key: &'static str,
-        /// The keystore.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// rustls refused the client keystore's certificate and key.
-    #[error("server.ssl.clientKeyStore {path}: {source}")]
-    ClientKeyStoreIdentity {
-        /// The keystore.
-        path: PathBuf,
         /// rustls's reason.
         source: rustls::Error,
     },
@@ -178,27 +125,9 @@ impl ServiceTls {
         };
         let mut config = match &settings.client_identity {
             None => builder.with_no_client_auth(),
-            Some(ClientIdentity::Pem { certificate, key }) => {
-                let chain = load_certificates(CLIENT_CERTIFICATE_KEY, certificate)?;
-                let private_key = load_private_key(CLIENT_KEY_KEY, key)?;
-                builder.with_client_auth_cert(chain, private_key).map_err(|source| ServiceTlsError::ClientIdentity {
-                    certificate: certificate.clone(),
-                    key: key.clone(),
-                    source,
-                })?
-            }
-            Some(ClientIdentity::KeyStore { path, password }) => {
-                let store_error = |key, reason: String| ServiceTlsError::ClientKeyStore { key, path: path.clone(), reason };
-                let store = pkcs12::load(path, &password.0).map_err(|source| {
-                    let key = if matches!(source, Pkcs12Error::WrongPassword) { CLIENT_KEY_STORE_PASSWORD_KEY } else { CLIENT_KEY_STORE_KEY };
-                    store_error(key, source.to_string())
-                })?;
-                let identity = store.identity.ok_or_else(|| store_error(CLIENT_KEY_STORE_KEY, "it holds no private key".into()))?;
-                // As for the server's keystore: keytool's EC keys get their public key from the certificate.
-                let key = identity.chain.first().and_then(|certificate| super::ec_key::with_public_key(&identity.key, certificate)).unwrap_or(identity.key);
-                builder
-                    .with_client_auth_cert(identity.chain, key)
-                    .map_err(|source| ServiceTlsError::ClientKeyStoreIdentity { path: path.clone(), source })?
+            Some(files) => {
+                let (chain, key) = load_identity(files, CLIENT_IDENTITY)?;
+                builder.with_client_auth_cert(chain, key).map_err(|source| TlsError::Identity { files: files.describe(CLIENT_IDENTITY), source })?
             }
         };
         // The WebSocket upgrade and the proxy's client both speak HTTP/1.1 only.
@@ -348,7 +277,7 @@ mod tests {
         let key = file("not-a-key.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         let missing = std::env::temp_dir().join("wsgate-no-such-client.pem");
         let identity = |certificate: &Path, key: &Path| ServiceTlsSettings {
-            client_identity: Some(ClientIdentity::Pem { certificate: certificate.to_owned(), key: key.to_owned() }),
+            client_identity: Some(TlsFiles::Pem { certificate: certificate.to_owned(), key: key.to_owned() }),
             verification: Verification::Off,
             ..ServiceTlsSettings::default()
         };

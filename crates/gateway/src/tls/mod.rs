@@ -29,17 +29,18 @@ pub mod registry;
 
 pub use read_ahead::ReadAhead;
 
-/// Where the gateway's certificate and key come from.
+/// Where a certificate and its key come from: the gateway's own ([`SERVER_IDENTITY`]), or the one it
+/// presents to services ([`CLIENT_IDENTITY`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsFiles {
-    /// `server.ssl.certificate` and `server.ssl.certificateKey`.
+    /// A PEM certificate file and a PEM key file.
     Pem {
-        /// The PEM certificate chain, the gateway's own certificate first.
+        /// The PEM certificate chain, the certificate presented first.
         certificate: PathBuf,
         /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
         key: PathBuf,
     },
-    /// `server.ssl.keyStore` and `server.ssl.keyStorePassword`.
+    /// A PKCS#12 keystore.
     KeyStore {
         /// The PKCS#12 file, holding one private key and its chain.
         path: PathBuf,
@@ -48,14 +49,46 @@ pub enum TlsFiles {
     },
 }
 
-impl fmt::Display for TlsFiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl TlsFiles {
+    /// The files as the config names them with `keys`, for messages.
+    pub fn describe(&self, keys: IdentityKeys) -> String {
         match self {
-            TlsFiles::Pem { certificate, key } => write!(f, "{CERTIFICATE_KEY} {} with {KEY_KEY} {}", certificate.display(), key.display()),
-            TlsFiles::KeyStore { path, .. } => write!(f, "{KEY_STORE_KEY} {}", path.display()),
+            TlsFiles::Pem { certificate, key } => format!("{} {} with {} {}", keys.certificate, certificate.display(), keys.key, key.display()),
+            TlsFiles::KeyStore { path, .. } => format!("{} {}", keys.key_store, path.display()),
         }
     }
 }
+
+/// The config keys that name one identity's files, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityKeys {
+    /// The PEM certificate chain's key.
+    pub certificate: &'static str,
+    /// The PEM private key's key.
+    pub key: &'static str,
+    /// The PKCS#12 keystore's key.
+    pub key_store: &'static str,
+    /// The keystore password's key.
+    pub key_store_password: &'static str,
+}
+
+/// The gateway's own certificate: `server.ssl.certificate`, `certificateKey`, `keyStore` and
+/// `keyStorePassword`.
+pub const SERVER_IDENTITY: IdentityKeys = IdentityKeys {
+    certificate: "server.ssl.certificate",
+    key: "server.ssl.certificateKey",
+    key_store: "server.ssl.keyStore",
+    key_store_password: "server.ssl.keyStorePassword",
+};
+
+/// The certificate the gateway presents to services that ask for one: `server.ssl.clientCertificate`,
+/// `clientCertificateKey`, `clientKeyStore` and `clientKeyStorePassword`.
+pub const CLIENT_IDENTITY: IdentityKeys = IdentityKeys {
+    certificate: "server.ssl.clientCertificate",
+    key: "server.ssl.clientCertificateKey",
+    key_store: "server.ssl.clientKeyStore",
+    key_store_password: "server.ssl.clientKeyStorePassword",
+};
 
 /// A password from the configuration; `Debug` does not show it, so it stays out of logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,12 +106,6 @@ impl fmt::Debug for Password {
         f.write_str("Password(..)")
     }
 }
-
-/// The config keys of the files, for messages.
-const CERTIFICATE_KEY: &str = "server.ssl.certificate";
-const KEY_KEY: &str = "server.ssl.certificateKey";
-const KEY_STORE_KEY: &str = "server.ssl.keyStore";
-const KEY_STORE_PASSWORD_KEY: &str = "server.ssl.keyStorePassword";
 
 /// Why the TLS identity could not be loaded. Each names the config key and the file at fault.
 #[derive(Debug, Error)]
@@ -108,7 +135,7 @@ pub enum TlsError {
     /// The keystore could not be read, decrypted or used.
     #[error("{key}: {path}: {source}")]
     KeyStore {
-        /// `server.ssl.keyStorePassword` for a wrong password, else `server.ssl.keyStore`.
+        /// The password's key for a wrong password, else the keystore's.
         key: &'static str,
         /// The file.
         path: PathBuf,
@@ -116,13 +143,18 @@ pub enum TlsError {
         source: pkcs12::Pkcs12Error,
     },
     /// The keystore holds certificates only.
-    #[error("{KEY_STORE_KEY}: {0}: no private key in it (a keystore for the gateway holds its key and certificate chain; this looks like a trust store)")]
-    NoKey(PathBuf),
+    #[error("{key}: {path}: no private key in it (a keystore for a certificate the gateway presents holds its key and certificate chain; this looks like a trust store)")]
+    NoKey {
+        /// The keystore's key.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
     /// rustls refused the pair, e.g. a key that does not belong to the certificate.
     #[error("{files}: {source}")]
     Identity {
-        /// The files.
-        files: TlsFiles,
+        /// The files, as the config names them.
+        files: String,
         /// rustls's reason.
         source: rustls::Error,
     },
@@ -186,7 +218,7 @@ impl ResolvesServerCert for ServerIdentity {
 pub fn server_config(identity: Arc<ServerIdentity>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(Arc::clone(&identity.provider))
         .with_safe_default_protocol_versions()
-        .map_err(|source| TlsError::Identity { files: identity.files.clone(), source })?
+        .map_err(|source| TlsError::Identity { files: identity.files.describe(SERVER_IDENTITY), source })?
         .with_no_client_auth()
         .with_cert_resolver(identity);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -195,21 +227,31 @@ pub fn server_config(identity: Arc<ServerIdentity>) -> Result<Arc<ServerConfig>,
 
 /// Reads `files` into a certificate chain with its signing key, checking that they belong together.
 fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
+    let (chain, key) = load_identity(files, SERVER_IDENTITY)?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Identity { files: files.describe(SERVER_IDENTITY), source })?;
+    Ok(Arc::new(certified))
+}
+
+/// The certificate chain and private key of `files`, whose config keys are `keys`.
+///
+/// # Errors
+///
+/// [`TlsError`] naming the key and the file that could not be used.
+pub fn load_identity(files: &TlsFiles, keys: IdentityKeys) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let (chain, key) = match files {
-        TlsFiles::Pem { certificate, key } => (load_certificates(CERTIFICATE_KEY, certificate)?, load_private_key(KEY_KEY, key)?),
+        TlsFiles::Pem { certificate, key } => (load_certificates(keys.certificate, certificate)?, load_private_key(keys.key, key)?),
         TlsFiles::KeyStore { path, password } => {
             let store = pkcs12::load(path, &password.0).map_err(|source| {
-                let key = if matches!(source, pkcs12::Pkcs12Error::WrongPassword) { KEY_STORE_PASSWORD_KEY } else { KEY_STORE_KEY };
+                let key = if matches!(source, pkcs12::Pkcs12Error::WrongPassword) { keys.key_store_password } else { keys.key_store };
                 TlsError::KeyStore { key, path: path.clone(), source }
             })?;
-            let identity = store.identity.ok_or_else(|| TlsError::NoKey(path.clone()))?;
+            let identity = store.identity.ok_or_else(|| TlsError::NoKey { key: keys.key_store, path: path.clone() })?;
             (identity.chain, identity.key)
         }
     };
     // keytool's EC keys lack the public key ring wants: taken from the certificate, then checked like any key.
     let key = chain.first().and_then(|certificate| ec_key::with_public_key(&key, certificate)).unwrap_or(key);
-    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Identity { files: files.clone(), source })?;
-    Ok(Arc::new(certified))
+    Ok((chain, key))
 }
 
 /// The PEM certificates of `path` (at least one), for the config key `key`.
