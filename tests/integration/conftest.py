@@ -176,3 +176,39 @@ def gateway_protocol_list(log_dir, upstreams) -> Gateway:
         "protocol-list",
         gateway_config(all_services(upstreams), "close-code", supportedProtocols=["v12.stomp", "wamp"]),
     )
+
+
+# ------------------------------------------------------------- TLS (trustme)
+
+
+@pytest.fixture(scope="module")
+def ca():
+    """A test CA of the module's own (trustme)."""
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory, ca):
+    """The gateway's certificate (for 127.0.0.1 and localhost, signed by `ca`) as PEM files: chain.pem and
+    key.pem; ca.pem; and other-key.pem, the key of an unrelated certificate."""
+    import trustme
+
+    path = tmp_path_factory.mktemp("tls")
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(path / "key.pem"))
+    (path / "chain.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(path / "ca.pem"))
+    trustme.CA().issue_cert("127.0.0.1").private_key_pem.write_to_path(str(path / "other-key.pem"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def client_context(ca):
+    """A client's ssl context trusting `ca`, host names checked."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(context)
+    return context

@@ -650,6 +650,30 @@ def read_http_head(sock: socket.socket, timeout: float = 10.0) -> HttpResponse:
     return HttpResponse(int(m.group(1)), m.group(2) or "", headers, rest)
 
 
+def exchange(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+             context=None, source: str | None = None, timeout: float = 20.0) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One request to HOST:`port` on a connection of its own (https verified with the ssl `context` when
+    given, from the loopback address `source` when given); returns (status, headers, body)."""
+    import http.client
+
+    source_address = (source, 0) if source else None
+    if context is None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=timeout, source_address=source_address)
+    else:
+        conn = http.client.HTTPSConnection(HOST, port, timeout=timeout, source_address=source_address, context=context)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        conn.close()
+
+
+def header(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The first value of header `name` (case-insensitive) in `headers`."""
+    return next((v for k, v in headers if k.lower() == name.lower()), None)
+
+
 def raw_http(port: int, request: bytes, timeout: float = 10.0) -> HttpResponse:
     with socket.create_connection((HOST, port), timeout=timeout) as s:
         s.sendall(request)

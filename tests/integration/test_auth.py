@@ -20,6 +20,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from support import (
+    exchange,
+    header,
     HOST,
     connect,
     expect_close,
@@ -137,17 +139,7 @@ async def refused_status(gateway, path: str, **kwargs):
 
 def http_get(gateway, path: str, headers: dict[str, str] | None = None, source: str | None = None):
     """(status, headers, body) of one GET, from `source` (an address on the loopback) when given."""
-    conn = http.client.HTTPConnection(HOST, gateway.port, timeout=20, source_address=(source, 0) if source else None)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.getheaders(), response.read()
-    finally:
-        conn.close()
-
-
-def header(headers, name: str) -> str | None:
-    return next((v for k, v in headers if k.lower() == name.lower()), None)
+    return exchange(gateway.port, "GET", path, headers=headers, source=source)
 
 
 def assert_never_contacted(scripted, marker: str, control_gateway, control_path: str, **control) -> None:

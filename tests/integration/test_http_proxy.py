@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 
-from support import HOST
-
-
-def request(port, method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.getheaders(), response.read()
-    finally:
-        conn.close()
+from support import HOST, exchange, header
 
 
 def test_get_greeting(gateway, demo):
-    status, _, body = request(gateway.port, "GET", "/discoverableclient/api/v1/greeting?name=Ann")
+    status, _, body = exchange(gateway.port, "GET", "/discoverableclient/api/v1/greeting?name=Ann")
     assert status == 200, body
     assert json.loads(body) == {"greeting": "Hello, Ann!", "instanceId": demo.instance_id}
 
 
 def test_get_greeting_service_id_case_insensitive(gateway, demo):
-    status, _, body = request(gateway.port, "GET", "/DiscoverableClient/api/v1/greeting?name=Bob")
+    status, _, body = exchange(gateway.port, "GET", "/DiscoverableClient/api/v1/greeting?name=Bob")
     assert status == 200, body
     assert json.loads(body)["greeting"] == "Hello, Bob!"
 
 
 def test_post_is_echoed(gateway):
     payload = b'{"hello": "world", "n": 42}'
-    status, _, body = request(
+    status, _, body = exchange(
         gateway.port, "POST", "/discoverableclient/api/v1/request?x=1&y=a%20b", body=payload,
         headers={"Content-Type": "application/json", "X-Test": "posted"},
     )
@@ -46,16 +35,16 @@ def test_post_is_echoed(gateway):
 
 
 def test_unknown_service_is_404(gateway):
-    status, _, _ = request(gateway.port, "GET", "/nosuchservice/api/v1/greeting")
+    status, _, _ = exchange(gateway.port, "GET", "/nosuchservice/api/v1/greeting")
     assert status == 404
 
 
 def test_an_unreachable_service_is_502_naming_the_request_not_a_session(gateway, upstreams):
-    status, _, body = request(gateway.port, "GET", "/refused/api/v1/items")
+    status, _, body = exchange(gateway.port, "GET", "/refused/api/v1/items")
     # The route table has only ws/v1 for this service: an api path is not one of its routes.
     assert status == 404, body
-    status, headers, body = request(gateway.port, "GET", "/refused/ws/v1/items")
+    status, headers, body = exchange(gateway.port, "GET", "/refused/ws/v1/items")
     assert status == 502, body
     url = f"http://{HOST}:{upstreams.refused_port}/refused/ws/items"
     assert body.decode().strip() == f"Error forwarding request to service at {url}: connection refused"
-    assert {name.lower(): value for name, value in headers}["content-type"] == "text/plain; charset=utf-8"
+    assert header(headers, "content-type") == "text/plain; charset=utf-8"

@@ -15,7 +15,6 @@ import hmac
 import http.client
 import json
 import os
-import ssl
 import subprocess
 import time
 import uuid
@@ -23,11 +22,10 @@ from datetime import datetime
 
 import bcrypt
 import pytest
-import trustme
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from support import HOST, connect, expect_close, gateway_config, recv, run, serve_until_exit, service, start_gateway
+from support import HOST, connect, exchange, expect_close, gateway_config, header, recv, run, serve_until_exit, service, start_gateway
 
 LOGIN = "/gateway/api/v1/auth/login"
 QUERY = "/gateway/api/v1/auth/query"
@@ -36,28 +34,6 @@ COOKIE = "apimlAuthenticationToken"
 LIFETIME = 3600
 PASSWORDS = {"alice": f"alice-{uuid.uuid4().hex}", "root": f"root-{uuid.uuid4().hex}"}
 ISSUED: list[str] = []  # every token the gateway gave, for the log test
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tls_dir(tmp_path_factory, ca):
-    path = tmp_path_factory.mktemp("jwt-tls")
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_pem.write_to_path(str(path / "key.pem"))
-    (path / "chain.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-    ca.cert_pem.write_to_path(str(path / "ca.pem"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def context(ca):
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ca.configure_trust(context)
-    return context
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +82,9 @@ def gw(log_dir, scripted, demo, tls_dir, users_file, key_file):
 # ------------------------------------------------------------------ helpers
 
 
-def https(gateway, context, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None):
+def https(gateway, client_context, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None):
     """(status, headers, body) of one request."""
-    conn = http.client.HTTPSConnection(HOST, gateway.port, context=context, timeout=20)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.getheaders(), response.read()
-    finally:
-        conn.close()
-
-
-def header(headers, name: str) -> str | None:
-    return next((v for k, v in headers if k.lower() == name.lower()), None)
+    return exchange(gateway.port, method, path, body, headers, context=client_context)
 
 
 def basic(user: str, password: str | None = None) -> str:
@@ -132,8 +98,8 @@ def token_of_cookie(set_cookie: str) -> str:
     return rest.split(";", 1)[0]
 
 
-def login(gateway, context, user: str = "alice") -> str:
-    status, headers, _ = https(gateway, context, "POST", LOGIN, {"Authorization": basic(user)})
+def login(gateway, client_context, user: str = "alice") -> str:
+    status, headers, _ = https(gateway, client_context, "POST", LOGIN, {"Authorization": basic(user)})
     assert status == 204
     token = token_of_cookie(header(headers, "Set-Cookie"))
     ISSUED.append(token)
@@ -162,14 +128,14 @@ def craft(payload: dict, key: bytes, alg: str = "HS256") -> str:
     return f"{head}.{b64(hmac.new(key, head.encode(), digest).digest())}"
 
 
-async def echo(gateway, context, path: str, headers: dict[str, str]) -> str:
-    async with connect(f"wss://{HOST}:{gateway.port}", path, ssl=context, additional_headers=headers) as ws:
+async def echo(gateway, client_context, path: str, headers: dict[str, str]) -> str:
+    async with connect(f"wss://{HOST}:{gateway.port}", path, ssl=client_context, additional_headers=headers) as ws:
         await ws.send("hello")
         return await recv(ws)
 
 
-async def closed(gateway, context, path: str, headers: dict[str, str]) -> tuple[int | None, str]:
-    async with connect(f"wss://{HOST}:{gateway.port}", path, ssl=context, additional_headers=headers) as ws:
+async def closed(gateway, client_context, path: str, headers: dict[str, str]) -> tuple[int | None, str]:
+    async with connect(f"wss://{HOST}:{gateway.port}", path, ssl=client_context, additional_headers=headers) as ws:
         return await expect_close(ws)
 
 
@@ -177,28 +143,28 @@ def mark() -> str:
     return uuid.uuid4().hex
 
 
-def assert_accepted(gateway, context, scripted, headers: dict[str, str]) -> None:
+def assert_accepted(gateway, client_context, scripted, headers: dict[str, str]) -> None:
     path = f"/scripted/ws/v1/{mark()}"
-    assert run(echo(gateway, context, path, headers)) == "hello"
+    assert run(echo(gateway, client_context, path, headers)) == "hello"
     scripted.wait_record(path.rsplit("/", 1)[1])
 
 
-def assert_refused(gateway, context, scripted, headers: dict[str, str]) -> None:
+def assert_refused(gateway, client_context, scripted, headers: dict[str, str]) -> None:
     """Closed 1003 before the service is contacted, 401 on query, 401 on the admin endpoint."""
     token = mark()
-    assert run(closed(gateway, context, f"/scripted/ws/v1/{token}", headers)) == (1003, "Invalid login credentials")
+    assert run(closed(gateway, client_context, f"/scripted/ws/v1/{token}", headers)) == (1003, "Invalid login credentials")
     assert scripted.find(token) == []
-    status, response_headers, _ = https(gateway, context, "GET", QUERY, headers)
+    status, response_headers, _ = https(gateway, client_context, "GET", QUERY, headers)
     assert status == 401
     assert header(response_headers, "Set-Cookie") is None
-    status, _, _ = https(gateway, context, "GET", "/application/websockets", headers)
+    status, _, _ = https(gateway, client_context, "GET", "/application/websockets", headers)
     assert status == 401
 
 
 # ------------------------------------------------------------------ login
 
 
-def test_curl_logs_in_and_a_wss_session_opens_with_the_cookie_of_its_jar(gw, context, scripted, tls_dir, tmp_path):
+def test_curl_logs_in_and_a_wss_session_opens_with_the_cookie_of_its_jar(gw, client_context, scripted, tls_dir, tmp_path):
     jar = tmp_path / "cookies.txt"
     result = subprocess.run(
         ["curl", "-sS", "--cacert", str(tls_dir / "ca.pem"), "-u", f"alice:{PASSWORDS['alice']}", "-X", "POST",
@@ -217,18 +183,18 @@ def test_curl_logs_in_and_a_wss_session_opens_with_the_cookie_of_its_jar(gw, con
     ISSUED.append(token)
     assert token == token_of_cookie(set_cookie)
     path = f"/scripted/ws/v1/{mark()}"
-    assert run(echo(gw, context, path, {"Cookie": f"{COOKIE}={token}"})) == "hello"
+    assert run(echo(gw, client_context, path, {"Cookie": f"{COOKIE}={token}"})) == "hello"
     record = scripted.wait_record(path.rsplit("/", 1)[1])
     assert record.header("cookie") == f"{COOKIE}={token}", "bypass, the default, passes the client's credential untouched"
 
 
-def test_json_login_and_bearer_sessions(gw, context, scripted):
+def test_json_login_and_bearer_sessions(gw, client_context, scripted):
     body = json.dumps({"username": "alice", "password": PASSWORDS["alice"]}).encode()
-    status, headers, payload = https(gw, context, "POST", LOGIN, {"Content-Type": "application/json"}, body)
+    status, headers, payload = https(gw, client_context, "POST", LOGIN, {"Content-Type": "application/json"}, body)
     assert (status, payload, header(headers, "Cache-Control")) == (204, b"", "no-store")
     token = token_of_cookie(header(headers, "Set-Cookie"))
     ISSUED.append(token)
-    assert_accepted(gw, context, scripted, {"Authorization": f"Bearer {token}"})
+    assert_accepted(gw, client_context, scripted, {"Authorization": f"Bearer {token}"})
 
 
 BAD_LOGINS = {
@@ -241,15 +207,15 @@ BAD_LOGINS = {
 
 
 @pytest.mark.parametrize("headers,body", BAD_LOGINS.values(), ids=BAD_LOGINS.keys())
-def test_bad_logins_get_401_and_no_cookie(gw, context, headers, body):
-    status, response_headers, _ = https(gw, context, "POST", LOGIN, headers, body)
+def test_bad_logins_get_401_and_no_cookie(gw, client_context, headers, body):
+    status, response_headers, _ = https(gw, client_context, "POST", LOGIN, headers, body)
     assert status == 401
     assert header(response_headers, "Set-Cookie") is None
 
 
-def test_each_endpoint_takes_its_method_and_others_are_unknown(gw, context):
+def test_each_endpoint_takes_its_method_and_others_are_unknown(gw, client_context):
     for method, path, status in [("GET", LOGIN, 405), ("POST", QUERY, 405), ("GET", LOGOUT, 405), ("POST", "/gateway/api/v1/auth/nosuch", 404)]:
-        assert https(gw, context, method, path, {"Authorization": basic("alice")})[0] == status, (method, path)
+        assert https(gw, client_context, method, path, {"Authorization": basic("alice")})[0] == status, (method, path)
 
 
 def test_without_htpasswd_there_is_no_login(log_dir, scripted):
@@ -268,9 +234,9 @@ def test_without_htpasswd_there_is_no_login(log_dir, scripted):
 # ------------------------------------------------------------------ tokens
 
 
-def test_a_token_made_with_the_key_file_is_accepted(gw, context, scripted, key_file):
+def test_a_token_made_with_the_key_file_is_accepted(gw, client_context, scripted, key_file):
     """The control of the refusals below: the same making, right key and algorithm."""
-    assert_accepted(gw, context, scripted, {"Authorization": f"Bearer {craft(claims(), key_file.read_bytes())}"})
+    assert_accepted(gw, client_context, scripted, {"Authorization": f"Bearer {craft(claims(), key_file.read_bytes())}"})
 
 
 def bad_tokens(key: bytes) -> dict[str, str]:
@@ -291,15 +257,15 @@ def bad_tokens(key: bytes) -> dict[str, str]:
 
 @pytest.mark.parametrize("kind", ["expired", "tampered", "alg none", "HS512", "RS256", "other key", "other issuer", "garbage"])
 @pytest.mark.parametrize("carrier", ["cookie", "bearer"])
-def test_bad_tokens_are_refused_everywhere(gw, context, scripted, key_file, kind, carrier):
+def test_bad_tokens_are_refused_everywhere(gw, client_context, scripted, key_file, kind, carrier):
     token = bad_tokens(key_file.read_bytes())[kind]
     headers = {"Cookie": f"{COOKIE}={token}"} if carrier == "cookie" else {"Authorization": f"Bearer {token}"}
-    assert_refused(gw, context, scripted, headers)
+    assert_refused(gw, client_context, scripted, headers)
 
 
-def test_query_describes_the_token(gw, context):
-    token = login(gw, context)
-    status, headers, body = https(gw, context, "GET", QUERY, {"Cookie": f"{COOKIE}={token}"})
+def test_query_describes_the_token(gw, client_context):
+    token = login(gw, client_context)
+    status, headers, body = https(gw, client_context, "GET", QUERY, {"Cookie": f"{COOKIE}={token}"})
     assert (status, header(headers, "Content-Type"), header(headers, "Cache-Control")) == (200, "application/json", "no-store")
     answer = json.loads(body)
     assert answer["userId"] == "alice"
@@ -309,42 +275,42 @@ def test_query_describes_the_token(gw, context):
     assert abs(creation.timestamp() - time.time()) < 60
 
 
-def test_admin_endpoints_take_the_token_of_an_admin_only(gw, context):
-    status, _, _ = https(gw, context, "GET", "/application/websockets", {"Authorization": f"Bearer {login(gw, context, 'root')}"})
+def test_admin_endpoints_take_the_token_of_an_admin_only(gw, client_context):
+    status, _, _ = https(gw, client_context, "GET", "/application/websockets", {"Authorization": f"Bearer {login(gw, client_context, 'root')}"})
     assert status == 200
-    status, _, _ = https(gw, context, "GET", "/application/websockets", {"Cookie": f"{COOKIE}={login(gw, context, 'alice')}"})
+    status, _, _ = https(gw, client_context, "GET", "/application/websockets", {"Cookie": f"{COOKIE}={login(gw, client_context, 'alice')}"})
     assert status == 403
 
 
-def test_logout_clears_the_cookie_and_the_token_is_refused_afterwards(gw, context, scripted):
-    token = login(gw, context)
-    other = login(gw, context)
-    assert_accepted(gw, context, scripted, {"Cookie": f"{COOKIE}={token}"})
-    status, headers, _ = https(gw, context, "POST", LOGOUT, {"Cookie": f"{COOKIE}={token}"})
+def test_logout_clears_the_cookie_and_the_token_is_refused_afterwards(gw, client_context, scripted):
+    token = login(gw, client_context)
+    other = login(gw, client_context)
+    assert_accepted(gw, client_context, scripted, {"Cookie": f"{COOKIE}={token}"})
+    status, headers, _ = https(gw, client_context, "POST", LOGOUT, {"Cookie": f"{COOKIE}={token}"})
     assert status == 204
     assert header(headers, "Set-Cookie") == f"{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"
-    assert_refused(gw, context, scripted, {"Cookie": f"{COOKIE}={token}"})
-    assert_refused(gw, context, scripted, {"Authorization": f"Bearer {token}"})
-    assert_accepted(gw, context, scripted, {"Cookie": f"{COOKIE}={other}"})
+    assert_refused(gw, client_context, scripted, {"Cookie": f"{COOKIE}={token}"})
+    assert_refused(gw, client_context, scripted, {"Authorization": f"Bearer {token}"})
+    assert_accepted(gw, client_context, scripted, {"Cookie": f"{COOKIE}={other}"})
 
 
-def test_tokens_expire_with_the_configured_lifetime(log_dir, scripted, tls_dir, users_file, key_file, context):
+def test_tokens_expire_with_the_configured_lifetime(log_dir, scripted, tls_dir, users_file, key_file, client_context):
     config = jwt_config(scripted, tls_dir, users_file, {"keyFile": str(key_file), "expiration": "2s"})
     gateway = start_gateway(log_dir, "jwt-short", config)
     try:
-        token = login(gateway, context)
-        assert_accepted(gateway, context, scripted, {"Cookie": f"{COOKIE}={token}"})
+        token = login(gateway, client_context)
+        assert_accepted(gateway, client_context, scripted, {"Cookie": f"{COOKIE}={token}"})
         time.sleep(3.1)
-        assert_refused(gateway, context, scripted, {"Cookie": f"{COOKIE}={token}"})
+        assert_refused(gateway, client_context, scripted, {"Cookie": f"{COOKIE}={token}"})
     finally:
         gateway.child.stop()
 
 
-def test_the_generated_key_is_kept_next_to_the_config_and_tokens_survive_a_restart(tmp_path, scripted, tls_dir, users_file, context):
+def test_the_generated_key_is_kept_next_to_the_config_and_tokens_survive_a_restart(tmp_path, scripted, tls_dir, users_file, client_context):
     config = jwt_config(scripted, tls_dir, users_file)
     gateway = start_gateway(tmp_path, "jwt-generated", config)
     try:
-        token = login(gateway, context)
+        token = login(gateway, client_context)
     finally:
         gateway.child.stop()
     key = tmp_path / "wsgate-jwt.key"
@@ -352,17 +318,17 @@ def test_the_generated_key_is_kept_next_to_the_config_and_tokens_survive_a_resta
     assert len(key.read_bytes()) >= 32
     gateway = start_gateway(tmp_path, "jwt-generated", config)
     try:
-        assert_accepted(gateway, context, scripted, {"Authorization": f"Bearer {token}"})
+        assert_accepted(gateway, client_context, scripted, {"Authorization": f"Bearer {token}"})
     finally:
         gateway.child.stop()
 
 
-def test_the_state_dir_keeps_the_generated_key_whether_set_in_the_config_or_by_the_flag(tmp_path, scripted, tls_dir, users_file, context):
+def test_the_state_dir_keeps_the_generated_key_whether_set_in_the_config_or_by_the_flag(tmp_path, scripted, tls_dir, users_file, client_context):
     config = jwt_config(scripted, tls_dir, users_file)
     config["server"]["stateDir"] = "state/gw"
     gateway = start_gateway(tmp_path, "jwt-state", config)
     try:
-        token = login(gateway, context)
+        token = login(gateway, client_context)
     finally:
         gateway.child.stop()
     state = tmp_path / "state" / "gw"
@@ -374,14 +340,14 @@ def test_the_state_dir_keeps_the_generated_key_whether_set_in_the_config_or_by_t
     other = tmp_path / "other"
     gateway = start_gateway(tmp_path, "jwt-state", config, args=["--state-dir", str(other)])
     try:
-        assert_refused(gateway, context, scripted, {"Authorization": f"Bearer {token}"})
+        assert_refused(gateway, client_context, scripted, {"Authorization": f"Bearer {token}"})
     finally:
         gateway.child.stop()
     assert (other / "wsgate-jwt.key").read_bytes() != (state / "wsgate-jwt.key").read_bytes()
     config["server"]["stateDir"] = str(other)
     gateway = start_gateway(tmp_path, "jwt-state", config, args=["--state-dir", str(state)])
     try:
-        assert_accepted(gateway, context, scripted, {"Authorization": f"Bearer {token}"})
+        assert_accepted(gateway, client_context, scripted, {"Authorization": f"Bearer {token}"})
     finally:
         gateway.child.stop()
 
@@ -394,9 +360,9 @@ def verified_claims(token: str, key: bytes) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=="))
 
 
-def test_a_zowe_jwt_service_gets_a_fresh_token_for_a_basic_credential_and_no_authorization(gw, context, scripted, key_file):
+def test_a_zowe_jwt_service_gets_a_fresh_token_for_a_basic_credential_and_no_authorization(gw, client_context, scripted, key_file):
     path = f"/zowe/ws/v1/{mark()}"
-    assert run(echo(gw, context, path, {"Authorization": basic("alice"), "Cookie": "theme=dark"})) == "hello"
+    assert run(echo(gw, client_context, path, {"Authorization": basic("alice"), "Cookie": "theme=dark"})) == "hello"
     record = scripted.wait_record(path.rsplit("/", 1)[1])
     assert record.header("authorization") is None
     theme, _, cookie = record.header("cookie").partition("; ")
@@ -408,38 +374,38 @@ def test_a_zowe_jwt_service_gets_a_fresh_token_for_a_basic_credential_and_no_aut
     assert (issued["sub"], issued["iss"], issued["exp"] - issued["iat"]) == ("alice", "wsgate", LIFETIME)
 
 
-def test_a_zowe_jwt_service_gets_the_client_token(gw, context, scripted):
-    token = login(gw, context)
+def test_a_zowe_jwt_service_gets_the_client_token(gw, client_context, scripted):
+    token = login(gw, client_context)
     path = f"/zowe/ws/v1/{mark()}"
-    assert run(echo(gw, context, path, {"Authorization": f"Bearer {token}"})) == "hello"
+    assert run(echo(gw, client_context, path, {"Authorization": f"Bearer {token}"})) == "hello"
     record = scripted.wait_record(path.rsplit("/", 1)[1])
     assert (record.header("authorization"), record.header("cookie")) == (None, f"{COOKIE}={token}")
 
 
-def test_a_zowe_jwt_service_is_not_reached_with_a_bad_credential(gw, context, scripted):
+def test_a_zowe_jwt_service_is_not_reached_with_a_bad_credential(gw, client_context, scripted):
     token = mark()
     headers = {"Authorization": basic("alice", "not-her-password")}
-    assert run(closed(gw, context, f"/zowe/ws/v1/{token}", headers)) == (1003, "Invalid login credentials")
+    assert run(closed(gw, client_context, f"/zowe/ws/v1/{token}", headers)) == (1003, "Invalid login credentials")
     assert scripted.find(token) == []
 
 
-def echoed_headers(gateway, context, path: str, headers: dict[str, str]) -> dict:
-    status, _, body = https(gateway, context, "GET", path, headers)
+def echoed_headers(gateway, client_context, path: str, headers: dict[str, str]) -> dict:
+    status, _, body = https(gateway, client_context, "GET", path, headers)
     assert status == 200, body
     return {name.lower(): value for name, value in json.loads(body)["headers"].items()}
 
 
-def test_http_routes_take_the_token_and_refuse_bad_ones(gw, context, key_file):
-    token = login(gw, context)
-    seen = echoed_headers(gw, context, "/echo/api/v1/request", {"Authorization": f"Bearer {token}"})
+def test_http_routes_take_the_token_and_refuse_bad_ones(gw, client_context, key_file):
+    token = login(gw, client_context)
+    seen = echoed_headers(gw, client_context, "/echo/api/v1/request", {"Authorization": f"Bearer {token}"})
     assert seen["authorization"] == f"Bearer {token}", "bypass: the client's credential untouched"
     for carrier in [{"Authorization": f"Bearer {bad_tokens(key_file.read_bytes())['tampered']}"}, {"Cookie": f"{COOKIE}=x.y.z"}]:
-        status, headers, body = https(gw, context, "GET", "/echo/api/v1/request", carrier)
+        status, headers, body = https(gw, client_context, "GET", "/echo/api/v1/request", carrier)
         assert (status, header(headers, "WWW-Authenticate"), body) == (401, 'Basic realm="wsgate"', b"Invalid login credentials\n")
 
 
-def test_a_zowe_jwt_http_service_gets_the_token_cookie_and_no_authorization(gw, context, key_file):
-    seen = echoed_headers(gw, context, "/zoweecho/api/v1/request", {"Authorization": basic("alice")})
+def test_a_zowe_jwt_http_service_gets_the_token_cookie_and_no_authorization(gw, client_context, key_file):
+    seen = echoed_headers(gw, client_context, "/zoweecho/api/v1/request", {"Authorization": basic("alice")})
     assert "authorization" not in seen
     name, _, token = seen["cookie"].partition("=")
     assert name == COOKIE

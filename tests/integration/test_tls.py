@@ -24,29 +24,6 @@ from support import HOST, binary, connect, demo_routes, gateway_config, recv, ru
 from support import serve_until_exit as serve
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tls_dir(tmp_path_factory, ca):
-    """The gateway's certificate chain and key as PEM files, and a second, unrelated key."""
-    path = tmp_path_factory.mktemp("tls")
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_pem.write_to_path(str(path / "key.pem"))
-    (path / "chain.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-    trustme.CA().issue_cert("127.0.0.1").private_key_pem.write_to_path(str(path / "other-key.pem"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def client_context(ca):
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ca.configure_trust(context)
-    return context
-
-
 def tls_config(services, certificate, key) -> dict:
     config = gateway_config(services)
     config["server"]["ssl"] = {"enabled": True, "certificate": str(certificate), "certificateKey": str(key)}

@@ -10,7 +10,6 @@ REST. The main gateway speaks TLS to its clients too, so those sessions are wss 
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import json
 import socket
@@ -23,6 +22,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from support import (
+    exchange,
     HOST,
     LOCAL_NAMES,
     Pki,
@@ -245,23 +245,13 @@ def wss_url(gateway, path: str) -> str:
 
 
 def https_get(gateway, context, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPSConnection(HOST, gateway.port, context=context, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    status, _, body = exchange(gateway.port, "GET", path, context=context, timeout=10)
+    return status, body
 
 
 def http_get(gateway, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, gateway.port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    status, _, body = exchange(gateway.port, "GET", path, timeout=10)
+    return status, body
 
 
 def refusal(port: int) -> str:
