@@ -190,7 +190,8 @@ class DemoService:
     instance_id: str
 
 
-def start_demo(log_dir: Path, instance_id: str) -> DemoService:
+def start_demo(log_dir: Path, instance_id: str, *extra: str | Path) -> DemoService:
+    """The demo service on a free port; `extra` arguments such as `--eureka-url URL` are added."""
     child = Child(
         f"demo-{instance_id}",
         [
@@ -199,6 +200,7 @@ def start_demo(log_dir: Path, instance_id: str) -> DemoService:
             "--port", "0",
             "--base-path", "/discoverableclient",
             "--instance-id", instance_id,
+            *extra,
         ],
         log_dir,
     )
