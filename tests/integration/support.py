@@ -982,3 +982,71 @@ def start_py(log_dir: Path, registry_port: int, app: str, port: int, discover: s
     url = url or f"http://{HOST}:{registry_port}/eureka/"
     args = [sys.executable, EUREKA_DIR / "py_client.py", url, app, port, discover, json.dumps(options or {})]
     return ClientProcess(Child(name or f"eureka-py-{app}", args, log_dir))
+
+
+# ------------------------------------------------------------------ certificates (openssl CLI)
+
+OPENSSL_CNF = """
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = wsgate test
+[ca]
+default_ca = test_ca
+[test_ca]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any
+unique_subject = no
+[any]
+commonName = supplied
+[root]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+"""
+
+
+@dataclass
+class Pki:
+    """The folder of the test certificates; `pem(name)` and `key(name)` name their files."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, path: Path) -> "Pki":
+        """An empty PKI in the folder `path`: the openssl configuration and CA database, no certificate yet."""
+        (path / "openssl.cnf").write_text(OPENSSL_CNF)
+        (path / "index.txt").write_text("")
+        (path / "serial").write_text("01\n")
+        return cls(path)
+
+    def pem(self, name: str) -> Path:
+        return self.path / f"{name}.pem"
+
+    def key(self, name: str) -> Path:
+        return self.path / f"{name}.key"
+
+    def openssl(self, *args: str) -> None:
+        result = subprocess.run(["openssl", *args], cwd=self.path, capture_output=True, timeout=30)
+        assert result.returncode == 0, (args, result.stderr.decode("utf-8", "replace"))
+
+    def make_ca(self, name: str) -> None:
+        self.openssl("req", "-x509", "-config", "openssl.cnf", "-extensions", "root", "-newkey", "ec",
+                     "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
+                     "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}")
+
+    def issue(self, name: str, ca: str, names: str, usage: str = "serverAuth", dates: tuple[str, ...] = ("-days", "1")) -> None:
+        """A certificate for `names` (a subjectAltName value) signed by `ca`."""
+        (self.path / f"{name}.ext").write_text(
+            "[leaf]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+            f"extendedKeyUsage = {usage}\nsubjectAltName = {names}\n"
+        )
+        self.openssl("req", "-new", "-config", "openssl.cnf", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        self.openssl("ca", "-batch", "-config", "openssl.cnf", "-cert", f"{ca}.pem", "-keyfile", f"{ca}.key",
+                     "-in", f"{name}.csr", "-out", f"{name}.pem", "-notext", "-extfile", f"{name}.ext",
+                     "-extensions", "leaf", *dates)

@@ -15,7 +15,6 @@ import http.server
 import json
 import socket
 import ssl
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 
 from support import (
     HOST,
+    Pki,
     connect,
     expect_close,
     expected_reason,
@@ -44,72 +44,9 @@ from support import (
 
 ROUTES = {"ws_v1": ("ws/v1", "/ws"), "api_v1": ("api/v1", "/api")}
 
-# ------------------------------------------------------------ certificates (openssl CLI)
-
-OPENSSL_CNF = """
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = wsgate test
-[ca]
-default_ca = test_ca
-[test_ca]
-database = index.txt
-new_certs_dir = .
-serial = serial
-default_md = sha256
-policy = any
-unique_subject = no
-[any]
-commonName = supplied
-[root]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-"""
-
-
-@dataclass
-class Pki:
-    """The folder of the test certificates; `pem(name)` and `key(name)` name their files."""
-
-    path: Path
-
-    def pem(self, name: str) -> Path:
-        return self.path / f"{name}.pem"
-
-    def key(self, name: str) -> Path:
-        return self.path / f"{name}.key"
-
-    def openssl(self, *args: str) -> None:
-        result = subprocess.run(["openssl", *args], cwd=self.path, capture_output=True, timeout=30)
-        assert result.returncode == 0, (args, result.stderr.decode("utf-8", "replace"))
-
-    def make_ca(self, name: str) -> None:
-        self.openssl("req", "-x509", "-config", "openssl.cnf", "-extensions", "root", "-newkey", "ec",
-                     "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
-                     "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}")
-
-    def issue(self, name: str, ca: str, names: str, usage: str = "serverAuth", dates: tuple[str, ...] = ("-days", "1")) -> None:
-        """A certificate for `names` (a subjectAltName value) signed by `ca`."""
-        (self.path / f"{name}.ext").write_text(
-            "[leaf]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
-            f"extendedKeyUsage = {usage}\nsubjectAltName = {names}\n"
-        )
-        self.openssl("req", "-new", "-config", "openssl.cnf", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                     "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        self.openssl("ca", "-batch", "-config", "openssl.cnf", "-cert", f"{ca}.pem", "-keyfile", f"{ca}.key",
-                     "-in", f"{name}.csr", "-out", f"{name}.pem", "-notext", "-extfile", f"{name}.ext",
-                     "-extensions", "leaf", *dates)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Pki:
-    pki = Pki(tmp_path_factory.mktemp("tls-services"))
-    (pki.path / "openssl.cnf").write_text(OPENSSL_CNF)
-    (pki.path / "index.txt").write_text("")
-    (pki.path / "serial").write_text("01\n")
+    pki = Pki.create(tmp_path_factory.mktemp("tls-services"))
     pki.make_ca("ca")
     pki.make_ca("other-ca")
     local = "IP:127.0.0.1, DNS:localhost"

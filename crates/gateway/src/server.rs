@@ -145,7 +145,7 @@ impl Gateway {
                 if let (Some(users), Some(authenticator)) = (embedded.users.take(), guard.authenticator()) {
                     embedded.registry.credentials = Some(Arc::new(RegistryUsers::new(users, Arc::clone(authenticator))));
                 }
-                Some(RegistryListener::bind(config.listen.ip(), embedded, &directory).await?)
+                Some(RegistryListener::bind(config.listen.ip(), embedded, identity.as_ref(), &directory).await?)
             }
         };
         let listen = SocketAddr::new(config.listen.ip(), port);

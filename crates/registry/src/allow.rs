@@ -43,6 +43,14 @@ impl Cidr {
         let address = canonical(address);
         address.is_ipv4() == self.network.is_ipv4() && mask(address, self.prefix) == self.network
     }
+
+    /// Whether every address of this network is a loopback address (in `127.0.0.0/8`, or `::1`).
+    pub fn is_loopback(&self) -> bool {
+        match self.network {
+            IpAddr::V4(v4) => v4.is_loopback() && self.prefix >= 8,
+            IpAddr::V6(v6) => v6.is_loopback() && self.prefix == 128,
+        }
+    }
 }
 
 fn canonical(address: IpAddr) -> IpAddr {
@@ -151,6 +159,16 @@ mod tests {
         assert!(allow.allows(ip("::ffff:127.0.0.1")));
         assert!(!allow.allows(ip("10.0.0.1")));
         assert!(!allow.allows(ip("::2")));
+    }
+
+    #[test]
+    fn loopback_networks_are_told_apart() {
+        for loopback in ["127.0.0.0/8", "127.0.0.1", "127.1.0.0/16", "::1", "::ffff:127.0.0.1"] {
+            assert!(loopback.parse::<Cidr>().unwrap().is_loopback(), "{loopback}");
+        }
+        for other in ["127.0.0.0/7", "0.0.0.0/0", "10.0.0.1", "::/0", "::1/127", "::2"] {
+            assert!(!other.parse::<Cidr>().unwrap().is_loopback(), "{other}");
+        }
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 Registers APP with an instanceId and a 1 s heartbeat (lease 5 s); the same timer fetches deltas,
 which the library reads as XML. OPTIONS, a JSON object, may set "metadata" (replacing the default
-{"apiml.routes.ws_v1.gatewayUrl": "ws/v1"}), "renewal" and "duration" (seconds). Reports on stdout one JSON object a line:
+{"apiml.routes.ws_v1.gatewayUrl": "ws/v1"}), "renewal" and "duration" (seconds), and "tls" for an https
+REGISTRY_URL: {"ca": PEM file to trust, "cert": client certificate PEM, "key": its key} ("cert" and "key"
+optional), given to the library through its public set_http_client hook. Reports on stdout one JSON object a line:
   {"event": "registered"}   {"event": "deregistered"}
   {"event": "discovered", "instances": [{"instanceId": .., "port": .., "status": ..}]}  (DISCOVER's, on change)
 SIGTERM cancels the registration (DELETE) and exits.
@@ -14,8 +16,12 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
+from io import BytesIO
 
+import httpx
+from py_eureka_client import http_client
 from py_eureka_client.eureka_client import EurekaClient
 
 
@@ -23,7 +29,38 @@ def say(event: dict) -> None:
     print(json.dumps(event), flush=True)
 
 
+class TlsHttpClient(http_client.HttpClient):
+    """The library's HTTP hook over TLS: each request through an httpx client verifying with `context`
+    (which may carry a client certificate); error statuses raised as the library expects."""
+
+    def __init__(self, context: ssl.SSLContext):
+        self.context = context
+
+    async def urlopen(self, request=None, data=None, timeout=None):
+        if isinstance(request, str):
+            request = http_client.HttpRequest(request)
+        if data is not None:
+            request.content = data
+        try:
+            async with httpx.AsyncClient(verify=self.context, timeout=timeout) as client:
+                response = await client.send(request._to_httpx_request())
+        except httpx.RequestError as error:
+            raise http_client.URLError(str(error)) from error
+        if response.is_error:
+            raise http_client.HTTPError(str(response.url), response.status_code, response.reason_phrase, response.headers, BytesIO(response.content))
+        return http_client.HttpResponse(response)
+
+
+def tls_context(tls: dict) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls["ca"])
+    if "cert" in tls:
+        context.load_cert_chain(tls["cert"], tls["key"])
+    return context
+
+
 async def main(url: str, app: str, port: int, discover: str, options: dict) -> None:
+    if "tls" in options:
+        http_client.set_http_client(TlsHttpClient(tls_context(options["tls"])))
     client = EurekaClient(
         eureka_server=url,
         app_name=app,

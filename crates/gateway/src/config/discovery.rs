@@ -6,15 +6,23 @@ use std::time::Duration;
 
 use wsgate_registry::{AllowList, ClientConfig, RegistryConfig};
 
-use super::raw::{RawEmbedded, RawEureka, Scalar};
+use super::raw::{RawEmbedded, RawEmbeddedSsl, RawEureka, Scalar};
 use super::{invalid, units, ConfigError};
 use crate::auth::Htpasswd;
+use crate::tls::client::{ServiceTlsSettings, TrustStoreKeys, SERVICE_TRUST_STORE};
+use crate::tls::registry::{ClientAuth, RegistryTls, TrustStore};
+use crate::tls::Password;
 
 /// The default `discovery.embedded.port`, as Zowe's discovery service.
 pub const DEFAULT_REGISTRY_PORT: u16 = 10011;
 
 /// The config key of the registry's users, for messages.
 const USERS: &str = "discovery.embedded.users";
+
+/// The config keys of the registry's TLS, for messages.
+const SSL_ENABLED: &str = "discovery.embedded.ssl.enabled";
+const CLIENT_AUTH: &str = "discovery.embedded.ssl.clientAuth";
+const REGISTRY_TRUST_STORE: TrustStoreKeys = TrustStoreKeys { store: "discovery.embedded.ssl.trustStore", password: "discovery.embedded.ssl.trustStorePassword" };
 
 /// The embedded registry, when `discovery.embedded.enabled` (the default).
 #[derive(Debug, Clone)]
@@ -27,12 +35,26 @@ pub struct EmbeddedRegistry {
     /// `discovery.embedded.users`: the users of `server.auth.htpasswd` the registry lets in; `None`:
     /// no credential needed.
     pub users: Option<Vec<String>>,
+    /// `discovery.embedded.ssl.*`: https on the registry's port with the gateway's certificate; `None`
+    /// (the default): plain HTTP.
+    pub tls: Option<RegistryTls>,
+}
+
+/// What `discovery.embedded.ssl.*` may take from `server.ssl.*`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GatewaySsl<'a> {
+    /// Whether the gateway has a certificate (`server.ssl.enabled` with its files), which the registry's
+    /// port presents too.
+    pub certificate: bool,
+    /// `server.ssl.trustStore` and its password, the default trust store for client certificates.
+    pub services: &'a ServiceTlsSettings,
 }
 
 /// Validates `discovery.embedded.*`; `None` when the registry is disabled. `base` is the config
-/// file's folder, which a relative `stateFile` is resolved against; `htpasswd` is
-/// `server.auth.htpasswd`, which `users` must come from.
-pub(super) fn embedded(raw: RawEmbedded, base: &Path, htpasswd: Option<&Htpasswd>) -> Result<Option<EmbeddedRegistry>, ConfigError> {
+/// file's folder, which a relative `stateFile` or `ssl.trustStore` is resolved against; `htpasswd` is
+/// `server.auth.htpasswd`, which `users` must come from; `ssl` is what the registry's TLS borrows from
+/// the gateway's.
+pub(super) fn embedded(raw: RawEmbedded, base: &Path, htpasswd: Option<&Htpasswd>, ssl: GatewaySsl<'_>) -> Result<Option<EmbeddedRegistry>, ConfigError> {
     if raw.enabled == Some(false) {
         return Ok(None);
     }
@@ -41,10 +63,7 @@ pub(super) fn embedded(raw: RawEmbedded, base: &Path, htpasswd: Option<&Htpasswd
         None => defaults.allow,
         Some(entries) => AllowList::parse(&entries).map_err(|error| invalid("discovery.embedded.allow", error.to_string()))?,
     };
-    let state_file = match raw.state_file.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(name) => Some(base.join(name)),
-    };
+    let state_file = relative_file(raw.state_file.as_deref(), base);
     let renewal_percent_threshold = match raw.renewal_percent_threshold {
         None => defaults.renewal_percent_threshold,
         Some(Scalar(text)) => text
@@ -80,7 +99,59 @@ pub(super) fn embedded(raw: RawEmbedded, base: &Path, htpasswd: Option<&Htpasswd
             None => Some(users),
         },
     };
-    Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry, users }))
+    let tls = registry_tls(raw.ssl, base, ssl)?;
+    Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry, users, tls }))
+}
+
+/// `name` resolved against `base`; `None` when not set or blank.
+fn relative_file(name: Option<&str>, base: &Path) -> Option<std::path::PathBuf> {
+    name.map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name))
+}
+
+/// Validates `discovery.embedded.ssl.*`; `None` when `enabled` is not true (plain HTTP).
+fn registry_tls(raw: RawEmbeddedSsl, base: &Path, gateway: GatewaySsl<'_>) -> Result<Option<RegistryTls>, ConfigError> {
+    let word = raw.client_auth.as_deref().map(|word| word.trim().to_ascii_lowercase());
+    let asks = match word.as_deref() {
+        None | Some("none") => false,
+        Some("want" | "need") => true,
+        Some(other) => return Err(invalid(CLIENT_AUTH, format!("`{other}` is none of `none`, `want` and `need`"))),
+    };
+    let own_store = relative_file(raw.trust_store.as_deref(), base);
+    let password = raw.trust_store_password.map(|Scalar(text)| Password::new(text));
+    if !asks && (own_store.is_some() || password.is_some()) {
+        let key = if own_store.is_some() { REGISTRY_TRUST_STORE.store } else { REGISTRY_TRUST_STORE.password };
+        return Err(invalid(key, format!("is only used with {CLIENT_AUTH} `want` or `need`, which is not set")));
+    }
+    if own_store.is_none() && password.is_some() {
+        return Err(invalid(REGISTRY_TRUST_STORE.password, format!("is only used with {}, which is not set", REGISTRY_TRUST_STORE.store)));
+    }
+    if raw.enabled != Some(true) {
+        if asks {
+            return Err(invalid(CLIENT_AUTH, format!("asks for client certificates, which only TLS carries: set {SSL_ENABLED}: true")));
+        }
+        return Ok(None);
+    }
+    if !gateway.certificate {
+        return Err(invalid(
+            SSL_ENABLED,
+            "is true, but the registry's port presents the gateway's certificate and there is none: set server.ssl.certificate and server.ssl.certificateKey, or server.ssl.keyStore, with server.ssl.enabled true".into(),
+        ));
+    }
+    if !asks {
+        return Ok(Some(RegistryTls { client_auth: ClientAuth::None }));
+    }
+    let store = match (own_store, &gateway.services.trust_store) {
+        (Some(path), _) => TrustStore { path, password, keys: REGISTRY_TRUST_STORE },
+        (None, Some(path)) => TrustStore { path: path.clone(), password: gateway.services.trust_store_password.clone(), keys: SERVICE_TRUST_STORE },
+        (None, None) => {
+            return Err(invalid(
+                REGISTRY_TRUST_STORE.store,
+                format!("is required with {CLIENT_AUTH} `want` or `need`: the CA certificates client certificates must chain to (PEM bundle or PKCS#12); server.ssl.trustStore, the default, is not set either"),
+            ))
+        }
+    };
+    let client_auth = if word.as_deref() == Some("want") { ClientAuth::Want(store) } else { ClientAuth::Need(store) };
+    Ok(Some(RegistryTls { client_auth }))
 }
 
 /// Validates `eureka.client.*` and `eureka.instance.*`; `None` when `serviceUrl.defaultZone` is
@@ -127,6 +198,8 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::{Config, ConfigError};
+    use crate::tls::registry::ClientAuth;
+    use crate::tls::Password;
 
     fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         // Plain ws: TLS, on by default, would need certificate files.
@@ -185,6 +258,51 @@ mod tests {
         }
         let error = parse("discovery: {embedded: {port: many}}", &[]).unwrap_err().to_string();
         assert!(error.contains("discovery.embedded.port"), "{error}");
+    }
+
+    /// The gateway with a certificate, for the registry's TLS.
+    const WITH_CERTIFICATE: [(&str, &str); 3] = [("SERVER_SSL_ENABLED", "true"), ("SERVER_SSL_CERTIFICATE", "gw.pem"), ("SERVER_SSL_CERTIFICATEKEY", "gw-key.pem")];
+
+    #[test]
+    fn registry_tls_is_off_by_default_and_takes_its_trust_store_or_the_gateways() {
+        assert!(parse("", &[]).unwrap().embedded.unwrap().tls.is_none());
+        let plain = parse("discovery: {embedded: {ssl: {enabled: true}}}", &WITH_CERTIFICATE).unwrap().embedded.unwrap().tls.unwrap();
+        assert_eq!(plain.client_auth, ClientAuth::None);
+        let own = "discovery: {embedded: {ssl: {enabled: true, clientAuth: want, trustStore: tls/clients.p12, trustStorePassword: '0123'}}}\nserver: {ssl: {trustStore: /etc/ca.pem}}";
+        let ClientAuth::Want(store) = parse(own, &WITH_CERTIFICATE).unwrap().embedded.unwrap().tls.unwrap().client_auth else { panic!("not want") };
+        assert_eq!(store.path, Path::new("/srv/gw/tls/clients.p12"));
+        assert_eq!(store.password, Some(Password::new("0123".into())));
+        assert_eq!(store.keys.store, "discovery.embedded.ssl.trustStore");
+        let default = "discovery: {embedded: {ssl: {enabled: true, clientAuth: NEED}}}\nserver: {ssl: {trustStore: /etc/ca.p12, trustStorePassword: changeit}}";
+        let ClientAuth::Need(store) = parse(default, &WITH_CERTIFICATE).unwrap().embedded.unwrap().tls.unwrap().client_auth else { panic!("not need") };
+        assert_eq!((store.path.as_path(), store.password), (Path::new("/etc/ca.p12"), Some(Password::new("changeit".into()))));
+        assert_eq!(store.keys.store, "server.ssl.trustStore");
+        let vars = [
+            ("DISCOVERY_EMBEDDED_SSL_ENABLED", "true"),
+            ("DISCOVERY_EMBEDDED_SSL_CLIENTAUTH", "need"),
+            ("DISCOVERY_EMBEDDED_SSL_TRUSTSTORE", "/etc/clients.pem"),
+            ("DISCOVERY_EMBEDDED_SSL_TRUSTSTOREPASSWORD", "007"),
+        ];
+        let ClientAuth::Need(store) = parse("", &[&WITH_CERTIFICATE[..], &vars].concat()).unwrap().embedded.unwrap().tls.unwrap().client_auth else { panic!("not need") };
+        assert_eq!((store.path.as_path(), store.password), (Path::new("/etc/clients.pem"), Some(Password::new("007".into()))));
+    }
+
+    #[test]
+    fn bad_registry_tls_names_the_key() {
+        for (text, with_certificate, key) in [
+            ("discovery: {embedded: {ssl: {enabled: true}}}", false, "discovery.embedded.ssl.enabled: "),
+            ("discovery: {embedded: {ssl: {clientAuth: need, trustStore: ca.pem}}}", true, "discovery.embedded.ssl.clientAuth: "),
+            ("discovery: {embedded: {ssl: {enabled: true, clientAuth: want}}}", true, "discovery.embedded.ssl.trustStore: "),
+            ("discovery: {embedded: {ssl: {enabled: true, clientAuth: required, trustStore: ca.pem}}}", true, "discovery.embedded.ssl.clientAuth: "),
+            ("discovery: {embedded: {ssl: {enabled: true, trustStore: ca.pem}}}", true, "discovery.embedded.ssl.trustStore: "),
+            ("discovery: {embedded: {ssl: {enabled: true, clientAuth: need, trustStorePassword: x}}}\nserver: {ssl: {trustStore: ca.pem}}", true, "discovery.embedded.ssl.trustStorePassword: "),
+        ] {
+            let vars: &[(&str, &str)] = if with_certificate { &WITH_CERTIFICATE } else { &[] };
+            let error = parse(text, vars).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{text}: {error}");
+        }
+        let error = parse("discovery: {embedded: {ssl: {enabled: true, clientAuth: want, trust: x}}}", &WITH_CERTIFICATE).unwrap_err().to_string();
+        assert!(error.contains("trust"), "{error}");
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub(crate) const KEYS: &[&str] = &[
     "discovery.embedded.selfPreservation",
     "discovery.embedded.renewalPercentThreshold",
     "discovery.embedded.evictionInterval",
+    "discovery.embedded.ssl.enabled",
+    "discovery.embedded.ssl.clientAuth",
+    "discovery.embedded.ssl.trustStore",
+    "discovery.embedded.ssl.trustStorePassword",
     "eureka.client.serviceUrl.defaultZone",
     "eureka.client.registryFetchIntervalSeconds",
     "eureka.instance.leaseRenewalIntervalInSeconds",
@@ -52,7 +56,7 @@ pub(crate) const KEYS: &[&str] = &[
 
 /// Keys whose values stay text whatever they look like: a password `0123` or `true` is not a number or a
 /// boolean.
-const VERBATIM: &[&str] = &["server.ssl.keyStorePassword", "server.ssl.trustStorePassword", "server.ssl.clientKeyStorePassword"];
+const VERBATIM: &[&str] = &["server.ssl.keyStorePassword", "server.ssl.trustStorePassword", "server.ssl.clientKeyStorePassword", "discovery.embedded.ssl.trustStorePassword"];
 
 /// The environment variable name that binds `key`.
 pub(crate) fn variable_name(key: &str) -> String {

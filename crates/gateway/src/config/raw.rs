@@ -128,6 +128,18 @@ pub(crate) struct RawEmbedded {
     pub eviction_interval: Option<String>,
     #[serde(deserialize_with = "comma_list")]
     pub users: Option<Vec<String>>,
+    pub ssl: RawEmbeddedSsl,
+}
+
+/// `discovery.embedded.ssl.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawEmbeddedSsl {
+    pub enabled: Option<bool>,
+    pub client_auth: Option<String>,
+    pub trust_store: Option<String>,
+    /// A scalar for the same reason as `RawSsl::key_store_password`.
+    pub trust_store_password: Option<Scalar>,
 }
 
 /// `eureka.*`

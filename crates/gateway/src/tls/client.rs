@@ -98,8 +98,10 @@ pub enum ServiceTlsError {
         source: Pkcs12Error,
     },
     /// A certificate of the trust store cannot be a trust anchor.
-    #[error("server.ssl.trustStore: {path}: certificate {index} is not a usable CA certificate: {source}")]
+    #[error("{key}: {path}: certificate {index} is not a usable CA certificate: {source}")]
     TrustAnchor {
+        /// The config key of the trust store.
+        key: &'static str,
         /// The trust store.
         path: PathBuf,
         /// Its position in the file, from 1.
@@ -218,6 +220,18 @@ impl ServiceTls {
     }
 }
 
+/// The config keys naming a trust store and its password, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustStoreKeys {
+    /// The trust store's key, such as `server.ssl.trustStore`.
+    pub store: &'static str,
+    /// Its password's key, such as `server.ssl.trustStorePassword`.
+    pub password: &'static str,
+}
+
+/// `server.ssl.trustStore` and `server.ssl.trustStorePassword`.
+pub const SERVICE_TRUST_STORE: TrustStoreKeys = TrustStoreKeys { store: TRUST_STORE_KEY, password: TRUST_STORE_PASSWORD_KEY };
+
 /// The trust anchors of the trust store at `path`: a PEM bundle of CA certificates, or a PKCS#12 file
 /// (as Zowe's truststores are) read with `password` (none: the empty password).
 ///
@@ -227,22 +241,31 @@ impl ServiceTls {
 /// file cannot be read, holds no certificate, is a PKCS#12 file the password does not open, or holds
 /// a certificate that cannot be a trust anchor.
 pub fn trust_anchors(path: &Path, password: Option<&Password>) -> Result<RootCertStore, ServiceTlsError> {
+    trust_anchors_of(SERVICE_TRUST_STORE, path, password)
+}
+
+/// [`trust_anchors`] of a trust store named by the config keys `keys`, which its errors name.
+///
+/// # Errors
+///
+/// As [`trust_anchors`], naming `keys`.
+pub fn trust_anchors_of(keys: TrustStoreKeys, path: &Path, password: Option<&Password>) -> Result<RootCertStore, ServiceTlsError> {
     // A PKCS#12 file is DER, a SEQUENCE (0x30); PEM is text.
     let certificates = if std::fs::read(path).is_ok_and(|bytes| bytes.first() == Some(&0x30)) {
         let store = pkcs12::load(path, password.map_or("", |password| password.0.as_str())).map_err(|source| {
-            let key = if matches!(source, Pkcs12Error::WrongPassword) { TRUST_STORE_PASSWORD_KEY } else { TRUST_STORE_KEY };
+            let key = if matches!(source, Pkcs12Error::WrongPassword) { keys.password } else { keys.store };
             ServiceTlsError::TrustStore { key, path: path.to_owned(), source }
         })?;
         if store.certificates.is_empty() {
-            return Err(ServiceTlsError::TrustStore { key: TRUST_STORE_KEY, path: path.to_owned(), source: Pkcs12Error::NoCertificate });
+            return Err(ServiceTlsError::TrustStore { key: keys.store, path: path.to_owned(), source: Pkcs12Error::NoCertificate });
         }
         store.certificates
     } else {
-        load_certificates(TRUST_STORE_KEY, path)?
+        load_certificates(keys.store, path)?
     };
     let mut roots = RootCertStore::empty();
     for (index, certificate) in certificates.into_iter().enumerate() {
-        roots.add(certificate).map_err(|source| ServiceTlsError::TrustAnchor { path: path.to_owned(), index: index + 1, source })?;
+        roots.add(certificate).map_err(|source| ServiceTlsError::TrustAnchor { key: keys.store, path: path.to_owned(), index: index + 1, source })?;
     }
     Ok(roots)
 }

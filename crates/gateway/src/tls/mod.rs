@@ -25,6 +25,7 @@ pub mod client;
 mod ec_key;
 pub mod pkcs12;
 mod read_ahead;
+pub mod registry;
 
 pub use read_ahead::ReadAhead;
 
