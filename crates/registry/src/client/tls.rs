@@ -133,10 +133,4 @@ mod tests {
         struct Outer(#[source] io::Error);
         assert_eq!(with_causes(&Outer(io::Error::other("tcp connect error"))), "client error (Connect): tcp connect error");
     }
-
-    #[test]
-    fn a_plain_list_needs_no_tls_configuration() {
-        let urls = [ServiceUrl::parse("http://127.0.0.1:1/eureka").unwrap()];
-        assert!(connector(None, &urls, Duration::from_secs(1)).is_ok());
-    }
 }
