@@ -835,6 +835,16 @@ async def recv(ws, timeout: float = 10.0):
     return await asyncio.wait_for(ws.recv(), timeout)
 
 
+def first_reply(gateway_or_url, path: str, message: str) -> str | bytes:
+    """Opens a session at `path`, sends `message` and returns the first message answered."""
+    async def session():
+        async with connect(gateway_or_url, path) as ws:
+            await ws.send(message)
+            return await recv(ws)
+
+    return run(session())
+
+
 async def expect_close(ws, timeout: float = 15.0) -> tuple[int | None, str]:
     """Waits for the peer's close frame; returns (code, reason). Fails on a data message."""
     from websockets.exceptions import ConnectionClosed

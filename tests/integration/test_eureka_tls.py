@@ -23,15 +23,13 @@ import support
 from support import (
     HOST,
     binary,
-    connect,
+    first_reply,
     gateway_config,
     http_request,
-    recv,
     registration,
     registry_gateway_config,
     route_metadata,
     route_table,
-    run,
     start_demo,
     start_gateway,
     up_instances,
@@ -144,13 +142,7 @@ def test_the_follower_routes_a_service_registered_at_the_cluster_over_mutual_tls
     instance_id = register_scripted(cluster, test_context, scripted, app)
     listed = wait_until(lambda: up_instances(follower, app), 5 * FETCH_INTERVAL + 5, f"{app} routable at B")
     assert [(i["instanceId"], i["source"]) for i in listed] == [(instance_id, "eureka")]
-
-    async def session():
-        async with connect(follower, f"/{app}/ws/v1/over-https") as ws:
-            await ws.send("followed over https")
-            return await recv(ws)
-
-    assert run(session()) == "followed over https"
+    assert first_reply(follower, f"/{app}/ws/v1/over-https", "followed over https") == "followed over https"
     assert scripted.wait_record("over-https").path == f"/{app}/ws/over-https"
 
     # B registered itself at A over the same mutual TLS.
@@ -193,13 +185,7 @@ def test_the_demo_service_registers_over_https_with_its_registry_flags(log_dir, 
         assert (instance["instanceId"], instance["port"]["$"]) == (f"{HOST}:tlsdemo:{demo.port}", demo.port)
         # Through B, which follows A over https: the demo's own WebSocket endpoint.
         wait_until(lambda: up_instances(follower, "tlsdemo"), 5 * FETCH_INTERVAL + 5, "the demo routable at B")
-
-        async def session():
-            async with connect(follower, "/tlsdemo/ws/v1/uppercase") as ws:
-                await ws.send("registered over https")
-                return await recv(ws)
-
-        assert run(session()) == "REGISTERED OVER HTTPS"
+        assert first_reply(follower, "/tlsdemo/ws/v1/uppercase", "registered over https") == "REGISTERED OVER HTTPS"
     finally:
         demo.child.stop()
     # SIGTERM cancels the registration over https too.
@@ -219,9 +205,12 @@ def test_the_demo_service_without_a_client_certificate_logs_the_tls_cause(log_di
 
 @pytest.mark.parametrize("flags, named", [
     (["--registry-ca", "missing-ca.pem"], "--registry-ca"),
+    (["--registry-ca", "{pki}/client-key.pem"], "--registry-ca"),
     (["--registry-cert", "missing-cert.pem", "--registry-key", "missing-key.pem"], "--registry-cert"),
+    (["--registry-cert", "{pki}/client.pem", "--registry-key", "missing-key.pem"], "--registry-key"),
 ])
-def test_a_missing_registry_file_stops_the_demo_with_exit_64_naming_the_flag_and_the_file(tmp_path, flags, named):
+def test_an_unusable_registry_file_stops_the_demo_with_exit_64_naming_the_flag_and_the_file(tmp_path, pki, flags, named):
+    flags = [flag.format(pki=pki) for flag in flags]
     done = subprocess.run([str(binary("wsgate-demo-service")), "--address", HOST, "--port", "0", "--eureka-url", "https://127.0.0.1:1/eureka", *flags],
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=20, cwd=tmp_path, env=support.child_env())
     stderr = done.stderr.decode()
