@@ -189,7 +189,7 @@ async fn mutual_tls_fetches_and_registers_with_a_client_certificate_only() {
     instance.insert("ipAddr".into(), "127.0.0.1".into());
     instance.insert("dataCenterInfo".into(), serde_json::json!({"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"}));
     let description = InstanceDescription { app: "mtls".into(), instance_id: "127.0.0.1:mtls:1".into(), instance, heartbeat_interval: Duration::from_secs(30) };
-    let registration = Registration::new(&[url.clone()], Some(&tls), description.clone()).unwrap();
+    let registration = Registration::new(std::slice::from_ref(&url), Some(&tls), description.clone()).unwrap();
     registration.register().await.unwrap();
     assert!(server.registry.application("MTLS").is_some());
 
