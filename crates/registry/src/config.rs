@@ -15,8 +15,9 @@ pub struct RegistryConfig {
     /// registry reads it). Default: loopback (`127.0.0.0/8`, `::1`).
     pub allow: AllowList,
     /// When set, every request (reads too: they list the services' addresses) needs an
-    /// `Authorization: Basic` credential this check accepts; others get 401. Changes must come from
-    /// [`RegistryConfig::allow`] as well. Default: none.
+    /// `Authorization: Basic` credential this check accepts, or a verified client certificate when
+    /// the port speaks TLS asking for one ([`crate::server::serve_tls`]); others get 401. Changes must
+    /// come from [`RegistryConfig::allow`] as well. Default: none.
     pub credentials: Option<Arc<dyn CheckCredentials>>,
     /// How often expired leases are evicted. Default 1 s: Java's 60 s would keep a dead instance's
     /// routes for up to a minute after its lease ran out.

@@ -7,7 +7,7 @@
 //! - [`registry`]: the [`Registry`], which holds leases, applies Eureka's rules (status precedence,
 //!   expiry, eviction with self-preservation, deltas) and publishes every change as a new
 //!   [`Applications`] snapshot on a `watch` channel, from which the gateway builds its routes.
-//! - [`server`]: the Eureka REST API over HTTP/1.1 ([`server::serve`]), with the Java server's status
+//! - [`server`]: the Eureka REST API over HTTP/1.1 ([`server::serve`], or https with [`server::serve_tls`]), with the Java server's status
 //!   codes, content negotiation, gzip and an allow list for state changes.
 //! - [`config`]: [`RegistryConfig`], the registry's options and their defaults.
 //! - [`credentials`]: Basic credentials, checked by the server and sent by the clients.

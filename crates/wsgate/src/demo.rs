@@ -48,6 +48,8 @@ pub(crate) async fn run(address: IpAddr, port: u16, registry_port: u16, state_di
         return Err(Failure::Usage("wsgate demo needs the embedded registry (unset DISCOVERY_EMBEDDED_ENABLED)".to_owned()));
     };
     embedded.port = registry_port;
+    // The demo's instances register over plain HTTP: its registry stays plain whatever the environment says.
+    embedded.tls = None;
     let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
     let reload = tokio::spawn(signal::reload_on_hangup(gateway.tls_identity()));
     let at = gateway.local_addr();
