@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import urllib.parse
 
+import bcrypt
 import pytest
 import trustme
 
@@ -74,8 +75,23 @@ def cluster(log_dir, pki):
     gateway.child.stop()
 
 
-def https_eureka(cluster) -> str:
-    return f"https://{HOST}:{cluster.registry_port}/eureka"
+@pytest.fixture(scope="module")
+def basic_cluster(log_dir, pki):
+    """Gateway A': its registry on https, no client certificate asked for, every request needing the
+    Basic credential of alice."""
+    users = pki / "registry-users.htpasswd"
+    users.write_text(f"alice:{bcrypt.hashpw(b'wonderland', bcrypt.gensalt(4)).decode()}\n")
+    config = registry_gateway_config(users=["alice"])
+    config["server"]["ssl"] = {"enabled": True, "certificate": str(pki / "a.pem"), "certificateKey": str(pki / "a-key.pem")}
+    config["server"]["auth"] = {"htpasswd": str(users)}
+    config["discovery"]["embedded"]["ssl"] = {"enabled": True}
+    gateway = start_gateway(log_dir, "eureka-tls-basic-cluster", config)
+    yield gateway
+    gateway.child.stop()
+
+
+def https_eureka(cluster, userinfo: str = "") -> str:
+    return f"https://{userinfo}{HOST}:{cluster.registry_port}/eureka"
 
 
 def follower_config(cluster, zone: str | None = None, **ssl_keys) -> dict:
@@ -175,6 +191,44 @@ def test_a_trust_store_without_the_clusters_ca_fails_the_fetch_naming_the_tls_ca
         assert route_table(gateway)["services"] == []
     finally:
         gateway.child.stop()
+
+
+def test_verify_services_false_also_accepts_the_clusters_certificate(log_dir, cluster, pki, test_context, scripted):
+    app = "tls-unverified"
+    register_scripted(cluster, test_context, scripted, app)
+    # No trust store: only verifyServices: false lets B accept A's certificate.
+    config = follower_config(cluster, clientCertificate=pki / "client.pem", clientCertificateKey=pki / "client-key.pem")
+    config["server"]["ssl"]["verifyServices"] = False
+    gateway = start_gateway(log_dir, "eureka-tls-unverified", config)
+    try:
+        wait_until(lambda: up_instances(gateway, app), 5 * FETCH_INTERVAL + 5, f"{app} routable at B")
+        assert logged(gateway, "server.ssl.verifyServices is false")
+    finally:
+        gateway.child.stop()
+
+
+def test_a_credential_in_the_https_url_is_sent_to_a_registry_with_users(log_dir, basic_cluster, pki, scripted):
+    trusting = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    app = "tls-basic"
+    body = registration(app, f"{HOST}:{app}:{scripted.port}", scripted.port, route_metadata({"ws_v1": ("ws/v1", f"/{app}/ws")}))
+    alice = {"Authorization": "Basic YWxpY2U6d29uZGVybGFuZA==", "Content-Type": "application/json"}
+    assert http_request(f"{https_eureka(basic_cluster)}/apps/{app.upper()}", "POST", body, alice, context=trusting)[0] == 204
+    good = start_gateway(log_dir, "eureka-tls-basic-good", follower_config(basic_cluster, https_eureka(basic_cluster, "alice:wonderland@"), trustStore=pki / "ca.pem"))
+    wrong = start_gateway(log_dir, "eureka-tls-basic-wrong", follower_config(basic_cluster, https_eureka(basic_cluster, "alice:guess@"), trustStore=pki / "ca.pem"))
+    try:
+        wait_until(lambda: up_instances(good, app), 5 * FETCH_INTERVAL + 5, f"{app} routable at B")
+        # B's own registration carries the credential too.
+        def registered():
+            status, answer = http_request(f"{https_eureka(basic_cluster)}/apps/GATEWAY", headers={**alice, "Accept": "application/json"}, context=trusting)
+            return status == 200 and f"{HOST}:gateway:{good.port}" in answer.decode()
+        wait_until(registered, 10, "B registered at A' as GATEWAY")
+        wait_until(lambda: logged(wrong, "Eureka fetch failed") and logged(wrong, "answered 401 Unauthorized"), 10, "the wrong password refused")
+        assert route_table(wrong)["services"] == []
+        for gateway in (good, wrong):
+            assert not logged(gateway, "wonderland") and not logged(gateway, "guess"), "a password in the log"
+    finally:
+        good.child.stop()
+        wrong.child.stop()
 
 
 def test_the_demo_service_registers_over_https_with_its_registry_flags(log_dir, cluster, follower, pki, test_context):
