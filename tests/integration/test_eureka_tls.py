@@ -6,7 +6,8 @@ client certificate of the test CA (`clientAuth: need`). B reaches it with its TL
 `server.ssl.trustStore` for A's certificate, `server.ssl.clientCertificate` / `clientCertificateKey`
 as its client certificate. Certificates are made by trustme and name 127.0.0.1, so the IP literal of
 the service URLs is checked against the certificate's IP addresses. The test itself talks to A's
-registry with Python's ssl and the same client certificate.
+registry with Python's ssl and the same client certificate. A second cluster, A', asks for no client
+certificate but for alice's Basic credential, which B gives in its https service URL.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def test_context(pki) -> ssl.SSLContext:
+def own_context(pki) -> ssl.SSLContext:
     """The test's own client context towards A's registry: trusts the CA, presents the client certificate."""
     context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     context.load_cert_chain(str(pki / "client.pem"), str(pki / "client-key.pem"))
@@ -146,43 +147,43 @@ def logged(gateway, text: str) -> bool:
     return text in gateway.child.stderr_text(200_000)
 
 
-def test_the_registry_refuses_clients_without_a_certificate(cluster, pki, test_context):
+def test_the_registry_refuses_clients_without_a_certificate(cluster, pki, own_context):
     # The premise of the tests below: A's registry really is https with a client certificate needed.
     with pytest.raises(OSError):
         at_cluster(cluster, ssl.create_default_context(cafile=str(pki / "ca.pem")), "/apps")
-    assert at_cluster(cluster, test_context, "/apps")[0] == 200
+    assert at_cluster(cluster, own_context, "/apps")[0] == 200
 
 
-def test_the_follower_routes_a_service_registered_at_the_cluster_over_mutual_tls(cluster, follower, test_context, scripted):
+def test_the_follower_routes_a_service_registered_at_the_cluster_over_mutual_tls(cluster, follower, own_context, scripted):
     app = "tls-remote"
-    instance_id = register_scripted(cluster, test_context, scripted, app)
+    instance_id = register_scripted(cluster, own_context, scripted, app)
     listed = wait_until(lambda: up_instances(follower, app), 5 * FETCH_INTERVAL + 5, f"{app} routable at B")
     assert [(i["instanceId"], i["source"]) for i in listed] == [(instance_id, "eureka")]
     assert first_reply(follower, f"/{app}/ws/v1/over-https", "followed over https") == "followed over https"
     assert scripted.wait_record("over-https").path == f"/{app}/ws/over-https"
 
     # B registered itself at A over the same mutual TLS.
-    mine = lambda: [i for i in instances_at(cluster, test_context, "GATEWAY") if i["instanceId"] == f"{HOST}:gateway:{follower.port}"]
+    mine = lambda: [i for i in instances_at(cluster, own_context, "GATEWAY") if i["instanceId"] == f"{HOST}:gateway:{follower.port}"]
     wait_until(mine, 10, "B registered at A as GATEWAY")
-    assert at_cluster(cluster, test_context, f"/apps/{app.upper()}/{urllib.parse.quote(instance_id, safe='')}", "DELETE")[0] == 200
+    assert at_cluster(cluster, own_context, f"/apps/{app.upper()}/{urllib.parse.quote(instance_id, safe='')}", "DELETE")[0] == 200
 
 
-def test_without_a_client_certificate_the_follower_is_refused_naming_the_tls_cause(log_dir, cluster, pki, test_context, scripted):
+def test_without_a_client_certificate_the_follower_is_refused_naming_the_tls_cause(log_dir, cluster, pki, own_context, scripted):
     app = "tls-needs-cert"
-    register_scripted(cluster, test_context, scripted, app)
+    register_scripted(cluster, own_context, scripted, app)
     gateway = start_gateway(log_dir, "eureka-tls-no-client-cert", follower_config(cluster, trustStore=pki / "ca.pem"))
     try:
         wait_until(lambda: logged(gateway, "Eureka fetch failed") and logged(gateway, NO_CLIENT_CERTIFICATE), 10, "B's fetch to fail with the TLS cause")
         wait_until(lambda: logged(gateway, "registration failed"), 10, "B's registration to fail")
         assert route_table(gateway)["services"] == []
-        assert not [i for i in instances_at(cluster, test_context, "GATEWAY") if i["instanceId"] == f"{HOST}:gateway:{gateway.port}"]
+        assert not [i for i in instances_at(cluster, own_context, "GATEWAY") if i["instanceId"] == f"{HOST}:gateway:{gateway.port}"]
     finally:
         gateway.child.stop()
 
 
-def test_a_trust_store_without_the_clusters_ca_fails_the_fetch_naming_the_tls_cause(log_dir, cluster, pki, test_context, scripted):
+def test_a_trust_store_without_the_clusters_ca_fails_the_fetch_naming_the_tls_cause(log_dir, cluster, pki, own_context, scripted):
     app = "tls-wrong-ca"
-    register_scripted(cluster, test_context, scripted, app)
+    register_scripted(cluster, own_context, scripted, app)
     config = follower_config(cluster, trustStore=pki / "other-ca.pem", clientCertificate=pki / "client.pem", clientCertificateKey=pki / "client-key.pem")
     gateway = start_gateway(log_dir, "eureka-tls-wrong-ca", config)
     try:
@@ -193,9 +194,9 @@ def test_a_trust_store_without_the_clusters_ca_fails_the_fetch_naming_the_tls_ca
         gateway.child.stop()
 
 
-def test_verify_services_false_also_accepts_the_clusters_certificate(log_dir, cluster, pki, test_context, scripted):
+def test_verify_services_false_also_accepts_the_clusters_certificate(log_dir, cluster, pki, own_context, scripted):
     app = "tls-unverified"
-    register_scripted(cluster, test_context, scripted, app)
+    register_scripted(cluster, own_context, scripted, app)
     # No trust store: only verifyServices: false lets B accept A's certificate.
     config = follower_config(cluster, clientCertificate=pki / "client.pem", clientCertificateKey=pki / "client-key.pem")
     config["server"]["ssl"]["verifyServices"] = False
@@ -231,11 +232,11 @@ def test_a_credential_in_the_https_url_is_sent_to_a_registry_with_users(log_dir,
         wrong.child.stop()
 
 
-def test_the_demo_service_registers_over_https_with_its_registry_flags(log_dir, cluster, follower, pki, test_context):
+def test_the_demo_service_registers_over_https_with_its_registry_flags(log_dir, cluster, follower, pki, own_context):
     demo = start_demo(log_dir, "demo-tls", "--eureka-url", https_eureka(cluster), "--app", "tlsdemo", "--heartbeat-interval", "1",
                       "--registry-ca", pki / "ca.pem", "--registry-cert", pki / "client.pem", "--registry-key", pki / "client-key.pem")
     try:
-        [instance] = wait_until(lambda: instances_at(cluster, test_context, "tlsdemo"), 10, "the demo registered at A")
+        [instance] = wait_until(lambda: instances_at(cluster, own_context, "tlsdemo"), 10, "the demo registered at A")
         assert (instance["instanceId"], instance["port"]["$"]) == (f"{HOST}:tlsdemo:{demo.port}", demo.port)
         # Through B, which follows A over https: the demo's own WebSocket endpoint.
         wait_until(lambda: up_instances(follower, "tlsdemo"), 5 * FETCH_INTERVAL + 5, "the demo routable at B")
@@ -243,16 +244,16 @@ def test_the_demo_service_registers_over_https_with_its_registry_flags(log_dir, 
     finally:
         demo.child.stop()
     # SIGTERM cancels the registration over https too.
-    assert instances_at(cluster, test_context, "tlsdemo") == []
+    assert instances_at(cluster, own_context, "tlsdemo") == []
 
 
-def test_the_demo_service_without_a_client_certificate_logs_the_tls_cause(log_dir, cluster, pki, test_context):
+def test_the_demo_service_without_a_client_certificate_logs_the_tls_cause(log_dir, cluster, pki, own_context):
     demo = start_demo(log_dir, "demo-tls-anonymous", "--eureka-url", https_eureka(cluster), "--app", "tlsanonymous",
                       "--registry-ca", pki / "ca.pem")
     try:
         wait_until(lambda: "registration failed" in demo.child.stderr_text(200_000) and NO_CLIENT_CERTIFICATE in demo.child.stderr_text(200_000),
                    10, "the demo's registration to fail with the TLS cause")
-        assert instances_at(cluster, test_context, "tlsanonymous") == []
+        assert instances_at(cluster, own_context, "tlsanonymous") == []
     finally:
         demo.child.stop()
 
