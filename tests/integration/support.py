@@ -996,6 +996,8 @@ def start_py(log_dir: Path, registry_port: int, app: str, port: int, discover: s
 
 # ------------------------------------------------------------------ certificates (openssl CLI)
 
+LOCAL_NAMES = "IP:127.0.0.1, DNS:localhost"  # a subjectAltName for certificates of servers on this machine
+
 OPENSSL_CNF = """
 [req]
 distinguished_name = dn
@@ -1027,12 +1029,15 @@ class Pki:
     path: Path
 
     @classmethod
-    def create(cls, path: Path) -> "Pki":
-        """An empty PKI in the folder `path`: the openssl configuration and CA database, no certificate yet."""
+    def create(cls, path: Path, *cas: str) -> "Pki":
+        """A PKI in the folder `path`: the openssl configuration and CA database, and the CAs named `cas`."""
         (path / "openssl.cnf").write_text(OPENSSL_CNF)
         (path / "index.txt").write_text("")
         (path / "serial").write_text("01\n")
-        return cls(path)
+        pki = cls(path)
+        for name in cas:
+            pki.make_ca(name)
+        return pki
 
     def pem(self, name: str) -> Path:
         return self.path / f"{name}.pem"

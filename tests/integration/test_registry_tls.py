@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from support import (
     HOST,
+    LOCAL_NAMES,
     Pki,
     connect,
     recv,
@@ -42,12 +43,9 @@ HANDSHAKE_FAILED = "registry TLS handshake failed"
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Pki:
-    pki = Pki.create(tmp_path_factory.mktemp("registry-tls"))
-    pki.make_ca("ca")
-    pki.make_ca("other-ca")
-    local = "IP:127.0.0.1, DNS:localhost"
-    pki.issue("gateway", "ca", local)
-    pki.issue("gateway-2", "ca", local)
+    pki = Pki.create(tmp_path_factory.mktemp("registry-tls"), "ca", "other-ca")
+    pki.issue("gateway", "ca", LOCAL_NAMES)
+    pki.issue("gateway-2", "ca", LOCAL_NAMES)
     pki.issue("client", "ca", "DNS:registry-client", usage="clientAuth")
     pki.issue("stranger", "other-ca", "DNS:registry-client", usage="clientAuth")
     return pki
@@ -215,6 +213,16 @@ def test_a_client_stalling_its_handshake_does_not_hold_up_the_others(gw_none, pk
         assert curl(apps_url(gw_none), *trusting(pki)).status == 200
 
 
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_tls_1_2_and_1_3_with_alpn_http_1_1(gw_none, pki, version):
+    context = client_context(pki)
+    context.minimum_version = context.maximum_version = version
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection((HOST, gw_none.registry_port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=HOST) as tls:
+            assert (tls.version(), tls.selected_alpn_protocol()) == (version.name.replace("_", "."), "http/1.1")
+
+
 # ------------------------------------------------------------------ clientAuth need
 
 
@@ -235,6 +243,24 @@ def test_need_refuses_a_certificate_of_another_ca(gw_need, pki):
 def test_need_lets_a_client_certificate_of_the_trust_store_register(gw_need, log_dir, pki, demo):
     assert curl(apps_url(gw_need), *client_cert(pki)).status == 200
     assert_registers_and_routes(log_dir, gw_need, pki, "tlsneed", demo, cert="client")
+
+
+def test_need_with_a_pkcs12_trust_store_and_its_password(log_dir, pki, tmp_path):
+    store = tmp_path / "clients.p12"
+    pki.openssl("pkcs12", "-export", "-nokeys", "-in", str(pki.pem("ca")), "-out", str(store), "-passout", "pass:trust-me")
+    ssl_keys = {"enabled": True, "clientAuth": "need", "trustStore": str(store), "trustStorePassword": "trust-me"}
+    gw = start_gateway(log_dir, "registry-tls-need-p12", tls_registry_config(pki, ssl_keys))
+    try:
+        assert curl(apps_url(gw), *client_cert(pki)).status == 200
+        stranger = curl(apps_url(gw), *client_cert(pki, "stranger"))
+        assert stranger.code != 0 and stranger.status == 0, stranger
+    finally:
+        gw.child.stop()
+    ssl_keys["trustStorePassword"] = "guess"
+    result = serve_until_exit(tmp_path, tls_registry_config(pki, ssl_keys))
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 64, (result.returncode, stderr)
+    assert "wsgate: discovery.embedded.ssl.trustStorePassword: " in stderr and "clients.p12" in stderr, stderr
 
 
 # ------------------------------------------------------------------ clientAuth want, with users
@@ -317,25 +343,23 @@ def test_a_plain_registry_open_to_the_network_is_warned_about(log_dir):
 
 
 @pytest.mark.parametrize(
-    ("ssl_keys", "server_ssl", "key"),
+    ("ssl_keys", "server_ssl", "key", "detail"),
     [
-        ({"enabled": True}, {"enabled": False}, "discovery.embedded.ssl.enabled"),
-        ({"clientAuth": "need", "trustStore": "ca.pem"}, None, "discovery.embedded.ssl.clientAuth"),
-        ({"enabled": True, "clientAuth": "want"}, None, "discovery.embedded.ssl.trustStore"),
-        ({"enabled": True, "clientAuth": "sometimes", "trustStore": "ca.pem"}, None, "discovery.embedded.ssl.clientAuth"),
-        ({"enabled": True, "clientAuth": "need", "trustStore": "missing-ca.pem"}, None, "discovery.embedded.ssl.trustStore"),
+        ({"enabled": True}, {"enabled": False}, "discovery.embedded.ssl.enabled", "server.ssl.certificate"),
+        ({"clientAuth": "need", "trustStore": "ca.pem"}, None, "discovery.embedded.ssl.clientAuth", "set discovery.embedded.ssl.enabled: true"),
+        ({"enabled": True, "clientAuth": "want"}, None, "discovery.embedded.ssl.trustStore", "server.ssl.trustStore, the default, is not set"),
+        ({"enabled": True, "clientAuth": "sometimes", "trustStore": "ca.pem"}, None, "discovery.embedded.ssl.clientAuth", "`sometimes`"),
+        ({"enabled": True, "clientAuth": "need", "trustStore": "missing-ca.pem"}, None, "discovery.embedded.ssl.trustStore", "missing-ca.pem"),
     ],
 )
-def test_bad_registry_tls_config_exits_64_naming_the_key(tmp_path, pki, ssl_keys, server_ssl, key):
+def test_bad_registry_tls_config_exits_64_naming_the_key(tmp_path, pki, ssl_keys, server_ssl, key, detail):
     config = tls_registry_config(pki, ssl_keys)
     if server_ssl is not None:
         config["server"]["ssl"] = server_ssl
     result = serve_until_exit(tmp_path, config)
     stderr = result.stderr.decode("utf-8", "replace")
     assert result.returncode == 64 and b"listening" not in result.stdout, (result.returncode, stderr)
-    assert f"wsgate: {key}: " in stderr, stderr
-    if "missing" in json.dumps(ssl_keys):
-        assert "missing-ca.pem" in stderr, stderr
+    assert f"wsgate: {key}: " in stderr and detail in stderr, stderr
 
 
 def test_an_unusable_trust_store_names_the_default_key_it_came_from(tmp_path, pki):

@@ -24,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 
 from support import (
     HOST,
+    LOCAL_NAMES,
     Pki,
     connect,
     expect_close,
@@ -44,15 +45,13 @@ from support import (
 
 ROUTES = {"ws_v1": ("ws/v1", "/ws"), "api_v1": ("api/v1", "/api")}
 
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Pki:
-    pki = Pki.create(tmp_path_factory.mktemp("tls-services"))
-    pki.make_ca("ca")
-    pki.make_ca("other-ca")
-    local = "IP:127.0.0.1, DNS:localhost"
-    pki.issue("good", "ca", local)
-    pki.issue("wrong-ca", "other-ca", local)
-    pki.issue("expired", "ca", local, dates=("-startdate", "20240101000000Z", "-enddate", "20240102000000Z"))
+    pki = Pki.create(tmp_path_factory.mktemp("tls-services"), "ca", "other-ca")
+    pki.issue("good", "ca", LOCAL_NAMES)
+    pki.issue("wrong-ca", "other-ca", LOCAL_NAMES)
+    pki.issue("expired", "ca", LOCAL_NAMES, dates=("-startdate", "20240101000000Z", "-enddate", "20240102000000Z"))
     pki.issue("wrong-host", "ca", "DNS:other.example")
     pki.issue("gateway-client", "ca", "DNS:wsgate-gateway", usage="clientAuth")
     pki.issue("ipv6", "ca", "IP:::1")

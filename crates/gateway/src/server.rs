@@ -62,7 +62,7 @@ pub enum GatewayError {
     /// The trust store or the client certificate for TLS towards services could not be used.
     #[error("cannot set up TLS towards services: {0}")]
     ServiceTls(#[from] ServiceTlsError),
-    /// The embedded registry could not start (its port or its state file).
+    /// The embedded registry could not start (its port, its state file or its TLS trust store).
     #[error(transparent)]
     Registry(#[from] RegistryStartError),
     /// The external Eureka cluster's client could not be built (its service URLs).
@@ -127,8 +127,8 @@ impl Gateway {
     /// [`GatewayError::Tls`] when the TLS certificate or key cannot be used, [`GatewayError::ServiceTls`]
     /// when the trust store or the client certificate for services cannot be used, [`GatewayError::Bind`]
     /// when the address cannot be bound, [`GatewayError::Registry`] when the registry's port cannot
-    /// be bound or its state file cannot be read, [`GatewayError::Eureka`] when a Eureka service URL
-    /// is not usable.
+    /// be bound, or its state file or its client certificates' trust store cannot be read,
+    /// [`GatewayError::Eureka`] when a Eureka service URL is not usable.
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         let identity = config.tls.map(ServerIdentity::load).transpose()?.map(Arc::new);
         let tls = identity.clone().map(tls::server_config).transpose()?;

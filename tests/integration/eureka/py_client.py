@@ -43,7 +43,7 @@ class TlsHttpClient(http_client.HttpClient):
             request.content = data
         try:
             async with httpx.AsyncClient(verify=self.context, timeout=timeout) as client:
-                response = await client.send(request._to_httpx_request())
+                response = await client.request(request.method, request.url, headers=request.headers, content=request.content)
         except httpx.RequestError as error:
             raise http_client.URLError(str(error)) from error
         if response.is_error:

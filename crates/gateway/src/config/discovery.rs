@@ -48,10 +48,13 @@ pub(super) struct GatewaySsl<'a> {
     pub certificate: bool,
     /// `server.ssl.trustStore` and its password, the default trust store for client certificates.
     pub services: &'a ServiceTlsSettings,
+    /// The config file's folder, which a relative `discovery.embedded.ssl.trustStore` is resolved
+    /// against, as `server.ssl.trustStore` is.
+    pub config_dir: &'a Path,
 }
 
 /// Validates `discovery.embedded.*`; `None` when the registry is disabled. `base` is the config
-/// file's folder, which a relative `stateFile` or `ssl.trustStore` is resolved against; `htpasswd` is
+/// file's folder, which a relative `stateFile` is resolved against; `htpasswd` is
 /// `server.auth.htpasswd`, which `users` must come from; `ssl` is what the registry's TLS borrows from
 /// the gateway's.
 pub(super) fn embedded(raw: RawEmbedded, base: &Path, htpasswd: Option<&Htpasswd>, ssl: GatewaySsl<'_>) -> Result<Option<EmbeddedRegistry>, ConfigError> {
@@ -99,7 +102,7 @@ pub(super) fn embedded(raw: RawEmbedded, base: &Path, htpasswd: Option<&Htpasswd
             None => Some(users),
         },
     };
-    let tls = registry_tls(raw.ssl, base, ssl)?;
+    let tls = registry_tls(raw.ssl, ssl)?;
     Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry, users, tls }))
 }
 
@@ -109,14 +112,14 @@ fn relative_file(name: Option<&str>, base: &Path) -> Option<std::path::PathBuf> 
 }
 
 /// Validates `discovery.embedded.ssl.*`; `None` when `enabled` is not true (plain HTTP).
-fn registry_tls(raw: RawEmbeddedSsl, base: &Path, gateway: GatewaySsl<'_>) -> Result<Option<RegistryTls>, ConfigError> {
+fn registry_tls(raw: RawEmbeddedSsl, gateway: GatewaySsl<'_>) -> Result<Option<RegistryTls>, ConfigError> {
     let word = raw.client_auth.as_deref().map(|word| word.trim().to_ascii_lowercase());
     let asks = match word.as_deref() {
         None | Some("none") => false,
         Some("want" | "need") => true,
         Some(other) => return Err(invalid(CLIENT_AUTH, format!("`{other}` is none of `none`, `want` and `need`"))),
     };
-    let own_store = relative_file(raw.trust_store.as_deref(), base);
+    let own_store = relative_file(raw.trust_store.as_deref(), gateway.config_dir);
     let password = raw.trust_store_password.map(|Scalar(text)| Password::new(text));
     if !asks && (own_store.is_some() || password.is_some()) {
         let key = if own_store.is_some() { REGISTRY_TRUST_STORE.store } else { REGISTRY_TRUST_STORE.password };
@@ -302,7 +305,7 @@ mod tests {
             assert!(error.starts_with(key), "{text}: {error}");
         }
         let error = parse("discovery: {embedded: {ssl: {enabled: true, clientAuth: want, trust: x}}}", &WITH_CERTIFICATE).unwrap_err().to_string();
-        assert!(error.contains("trust"), "{error}");
+        assert!(error.contains("unknown field `trust`"), "{error}");
     }
 
     #[test]

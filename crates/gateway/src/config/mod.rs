@@ -278,7 +278,7 @@ impl Config {
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
         let auth = auth::auth(raw.server.auth, base)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
-        let gateway_ssl = discovery::GatewaySsl { certificate: tls.is_some(), services: &service_tls };
+        let gateway_ssl = discovery::GatewaySsl { certificate: tls.is_some(), services: &service_tls, config_dir: base };
         let embedded = discovery::embedded(raw.discovery.embedded, base, auth.htpasswd.as_ref(), gateway_ssl)?;
         let eureka = discovery::eureka_client(&raw.eureka)?;
         Ok(Config {
