@@ -1,6 +1,6 @@
 //! https service URLs against a real TLS server on a loopback socket: the crate's registry handler
 //! behind rustls and hyper, with certificates made here by rcgen. Checks the trusted path (DNS name and
-//! IP literal), a wrong CA, a certificate for another name, mutual TLS (fetch and registration), and
+//! IPv4 and IPv6 literals), a wrong CA, a certificate for another name, mutual TLS (fetch and registration), and
 //! failover from a failing https URL to a plain one.
 
 use std::convert::Infallible;
@@ -71,8 +71,13 @@ struct TlsServer {
 }
 
 impl TlsServer {
-    /// Serves with `identity`; with `client_ca`, a client certificate of that CA is required.
+    /// Serves on 127.0.0.1 with `identity`; with `client_ca`, a client certificate of that CA is required.
     async fn start(identity: Identity, client_ca: Option<&Ca>) -> TlsServer {
+        TlsServer::start_on("127.0.0.1:0", identity, client_ca).await
+    }
+
+    /// As [`TlsServer::start`], on `address`.
+    async fn start_on(address: &str, identity: Identity, client_ca: Option<&Ca>) -> TlsServer {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions().unwrap();
         let builder = match client_ca {
@@ -80,7 +85,7 @@ impl TlsServer {
             Some(ca) => builder.with_client_cert_verifier(WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider).build().unwrap()),
         };
         let acceptor = TlsAcceptor::from(Arc::new(builder.with_single_cert(identity.0, identity.1).unwrap()));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(address).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let registry = Registry::new(RegistryConfig::default()).unwrap();
         registry.register(Instance::new("DEMO", "demo-1", "127.0.0.1", "127.0.0.1")).unwrap();
@@ -135,14 +140,15 @@ fn tls_failure(result: Result<wsgate_registry::client::Fetched, FetchError>) -> 
 }
 
 #[tokio::test]
-async fn fetches_over_https_from_a_dns_name_and_an_ip_literal() {
+async fn fetches_over_https_from_a_dns_name_and_ip_literals() {
     let ca = Ca::new("eureka CA");
-    let server = TlsServer::start(ca.issue(&["localhost", "127.0.0.1"]), None).await;
-    for host in ["localhost", "127.0.0.1"] {
-        let client = client(vec![server.url(host)], tls_config(ca.roots(), None).unwrap());
+    let v4 = TlsServer::start(ca.issue(&["localhost", "127.0.0.1"]), None).await;
+    let v6 = TlsServer::start_on("[::1]:0", ca.issue(&["::1"]), None).await;
+    for url in [v4.url("localhost"), v4.url("127.0.0.1"), v6.url("[::1]")] {
+        let client = client(vec![url.clone()], tls_config(ca.roots(), None).unwrap());
         client.refresh().await.unwrap();
-        assert_eq!(apps(&client), ["DEMO"], "{host}");
-        assert_eq!(client.current_url(), Some(server.url(host)));
+        assert_eq!(apps(&client), ["DEMO"], "{url}");
+        assert_eq!(client.current_url(), Some(url));
     }
 }
 
