@@ -190,7 +190,8 @@ class DemoService:
     instance_id: str
 
 
-def start_demo(log_dir: Path, instance_id: str) -> DemoService:
+def start_demo(log_dir: Path, instance_id: str, *extra: str | Path) -> DemoService:
+    """The demo service on a free port; `extra` arguments such as `--eureka-url URL` are added."""
     child = Child(
         f"demo-{instance_id}",
         [
@@ -199,6 +200,7 @@ def start_demo(log_dir: Path, instance_id: str) -> DemoService:
             "--port", "0",
             "--base-path", "/discoverableclient",
             "--instance-id", instance_id,
+            *extra,
         ],
         log_dir,
     )
@@ -856,6 +858,16 @@ def connect(gateway_or_url, path: str = "", **kwargs):
 
 async def recv(ws, timeout: float = 10.0):
     return await asyncio.wait_for(ws.recv(), timeout)
+
+
+def first_reply(gateway_or_url, path: str, message: str) -> str | bytes:
+    """Opens a session at `path`, sends `message` and returns the first message answered."""
+    async def session():
+        async with connect(gateway_or_url, path) as ws:
+            await ws.send(message)
+            return await recv(ws)
+
+    return run(session())
 
 
 async def expect_close(ws, timeout: float = 15.0) -> tuple[int | None, str]:

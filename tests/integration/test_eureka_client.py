@@ -136,7 +136,7 @@ def test_the_gateway_registers_itself_heartbeats_and_cancels_on_sigterm(log_dir,
 
 def test_a_bad_service_url_stops_the_gateway_with_exit_64_naming_the_key(tmp_path):
     config = gateway_config([])
-    config["eureka"] = {"client": {"serviceUrl": {"defaultZone": "http://127.0.0.1:1/eureka,https://eureka.example/eureka"}}}
+    config["eureka"] = {"client": {"serviceUrl": {"defaultZone": "http://127.0.0.1:1/eureka,ftp://eureka.example/eureka"}}}
     done = serve_until_exit(tmp_path, support.to_yaml(config))
     assert done.returncode == 64, done
     assert "eureka.client.serviceUrl.defaultZone" in done.stderr.decode(), done.stderr

@@ -27,4 +27,7 @@ pub enum DemoError {
     /// The Eureka client cannot be set up (its registry URL is not usable).
     #[error(transparent)]
     Eureka(#[from] crate::eureka::EurekaError),
+    /// The TLS files for an https registry cannot be used.
+    #[error(transparent)]
+    RegistryTls(#[from] crate::eureka::RegistryTlsError),
 }

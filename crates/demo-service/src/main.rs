@@ -3,17 +3,20 @@
 //! When bound it prints exactly one line on stdout,
 //! `wsgate-demo-service listening on ADDRESS:PORT`; logs go to stderr (`RUST_LOG` filters).
 //! With `--eureka-url` it registers itself with that Eureka registry (wsgate's embedded one), and on
-//! SIGTERM or Ctrl-C cancels its registration before it stops serving.
+//! SIGTERM or Ctrl-C cancels its registration before it stops serving. An `https` registry is verified
+//! against `--registry-ca` (else the system's roots); `--registry-cert` and `--registry-key` are the
+//! client certificate for a registry that asks for one.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tokio::sync::watch;
-use wsgate_demo_service::eureka::{EurekaClient, EurekaOptions};
+use wsgate_demo_service::eureka::{registry_tls, EurekaClient, EurekaOptions};
 use wsgate_demo_service::{DemoError, DemoService, Options};
 
 /// Exit code for a bad command line value (sysexits `EX_USAGE`).
@@ -35,9 +38,19 @@ struct Args {
     /// The instance id reported by the service [default: demo-<port>].
     #[arg(long)]
     instance_id: Option<String>,
-    /// Register with this Eureka registry, e.g. http://127.0.0.1:10011/eureka (wsgate's embedded one).
+    /// Register with this Eureka registry, e.g. http://127.0.0.1:10011/eureka (wsgate's embedded one)
+    /// or https://127.0.0.1:10011/eureka.
     #[arg(long)]
     eureka_url: Option<String>,
+    /// PEM CA certificates an https registry's certificate is verified against [default: the system's roots].
+    #[arg(long, value_name = "FILE", requires = "eureka_url")]
+    registry_ca: Option<PathBuf>,
+    /// PEM client certificate (chain) for an https registry that asks for one; needs --registry-key.
+    #[arg(long, value_name = "FILE", requires_all = ["eureka_url", "registry_key"])]
+    registry_cert: Option<PathBuf>,
+    /// PEM private key of --registry-cert.
+    #[arg(long, value_name = "FILE", requires = "registry_cert")]
+    registry_key: Option<PathBuf>,
     /// The application name to register as.
     #[arg(long, default_value = "discoverableclient")]
     app: String,
@@ -61,7 +74,7 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("wsgate-demo-service: {error}");
             match error {
-                DemoError::InvalidBasePath { .. } | DemoError::Eureka(_) => ExitCode::from(EXIT_USAGE),
+                DemoError::InvalidBasePath { .. } | DemoError::Eureka(_) | DemoError::RegistryTls(_) => ExitCode::from(EXIT_USAGE),
                 DemoError::Bind { .. } => ExitCode::FAILURE,
             }
         }
@@ -78,6 +91,8 @@ async fn run(args: Args) -> Result<(), DemoError> {
             .instance_id
             .unwrap_or_else(|| format!("demo-{}", args.port)),
     };
+    // The files first: a wrong path is reported before the port is taken.
+    let tls = registry_tls(args.registry_ca.as_deref(), args.registry_cert.as_deref().zip(args.registry_key.as_deref()))?;
     let service = DemoService::bind(options).await?;
     let eureka = match args.eureka_url {
         None => None,
@@ -85,14 +100,14 @@ async fn run(args: Args) -> Result<(), DemoError> {
             // An unspecified listening address is no address to give the gateway; loopback is the safe guess.
             let ip = service.local_addr().ip();
             let host = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
-            Some(EurekaClient::new(&EurekaOptions {
+            Some(EurekaClient::with_tls(&EurekaOptions {
                 url,
                 app: args.app,
                 host: host.to_string(),
                 port: service.local_addr().port(),
                 base_path: args.base_path,
                 heartbeat_interval: Duration::from_secs(args.heartbeat_interval),
-            })?)
+            }, tls)?)
         }
     };
     let mut stdout = std::io::stdout().lock();

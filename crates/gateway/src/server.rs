@@ -154,7 +154,12 @@ impl Gateway {
             }
         };
         let listen = SocketAddr::new(config.listen.ip(), port);
-        let eureka = config.eureka.map(|client| EurekaSource::new(client, &directory, listen, tls.is_some())).transpose()?;
+        // The cluster is reached as services are, with the same trust and client certificate (as Zowe's
+        // gateway uses its keystore towards the discovery service).
+        let eureka = config
+            .eureka
+            .map(|client| EurekaSource::new(wsgate_registry::ClientConfig { tls: Some(Arc::clone(service_tls.config())), ..client }, &directory, listen, tls.is_some()))
+            .transpose()?;
         let prefix = std::collections::hash_map::RandomState::new().hash_one(port) as u32;
         let shared = Shared {
             routes: directory.routes(),

@@ -48,7 +48,7 @@ fn registration(url: &str) -> Registration {
     instance.insert("dataCenterInfo".into(), serde_json::json!({"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"}));
     instance.insert("status".into(), "UP".into());
     let description = InstanceDescription { app: "svc".into(), instance_id: "127.0.0.1:svc:9000".into(), instance, heartbeat_interval: Duration::from_secs(30) };
-    Registration::new(&[url.to_owned()], description).unwrap()
+    Registration::new(&[url.to_owned()], None, description).unwrap()
 }
 
 /// The status line and headers of a raw `GET /eureka/apps` with `extra` header lines.

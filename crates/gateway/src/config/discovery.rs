@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wsgate_registry::{AllowList, ClientConfig, EurekaClient, RegistryConfig};
+use wsgate_registry::{AllowList, ClientConfig, RegistryConfig};
 
 use super::raw::{RawEmbedded, RawEmbeddedSsl, RawEureka, Scalar};
 use super::{invalid, units, ConfigError};
@@ -158,8 +158,10 @@ fn registry_tls(raw: RawEmbeddedSsl, gateway: GatewaySsl<'_>) -> Result<Option<R
 }
 
 /// Validates `eureka.client.*` and `eureka.instance.*`; `None` when `serviceUrl.defaultZone` is
-/// not set (no external cluster). The URLs are checked as the client will use them:
-/// `http://HOST[:PORT][/PATH]`.
+/// not set (no external cluster). The URLs are checked as the client will use them,
+/// `http[s]://[USER:PASSWORD@]HOST[:PORT][/PATH]`, and kept as given: the credentials in them are the
+/// client's and the registration's. TLS towards https URLs is `server.ssl.*`'s towards services, set
+/// when the gateway starts.
 pub(super) fn eureka_client(raw: &RawEureka) -> Result<Option<ClientConfig>, ConfigError> {
     const DEFAULT_ZONE: &str = "eureka.client.serviceUrl.defaultZone";
     const FETCH_INTERVAL: &str = "eureka.client.registryFetchIntervalSeconds";
@@ -188,10 +190,9 @@ pub(super) fn eureka_client(raw: &RawEureka) -> Result<Option<ClientConfig>, Con
         }
         config.lease_renewal_interval = Duration::from_secs(seconds);
     }
-    // The client's own check, so the config refuses exactly what the client would; it also
-    // normalizes the URLs (no trailing slash).
-    let client = EurekaClient::new(config).map_err(|error| invalid(DEFAULT_ZONE, format!("{error} (expected comma-separated URLs such as http://eureka1:8761/eureka)")))?;
-    Ok(Some(client.config().clone()))
+    // The client's own check, so the config refuses exactly what the client would.
+    config.check().map_err(|error| invalid(DEFAULT_ZONE, format!("{error} (expected comma-separated URLs such as https://eureka1:8761/eureka)")))?;
+    Ok(Some(config))
 }
 
 #[cfg(test)]
@@ -316,9 +317,11 @@ mod tests {
 
     #[test]
     fn eureka_client_keys_from_the_file_and_the_environment() {
-        let text = "eureka:\n  client:\n    serviceUrl:\n      defaultZone: ' http://127.0.0.1:1/eureka/ , http://eureka2:8761/eureka'\n    registryFetchIntervalSeconds: 1\n";
+        let text = "eureka:\n  client:\n    serviceUrl:\n      defaultZone: ' http://127.0.0.1:1/eureka/ , https://eureka:s3cret@eureka2:8761/eureka'\n    registryFetchIntervalSeconds: 1\n";
         let eureka = parse(text, &[]).unwrap().eureka.unwrap();
-        assert_eq!(eureka.service_urls, ["http://127.0.0.1:1/eureka", "http://eureka2:8761/eureka"]);
+        // Kept as given, credential included: the client and the gateway's registration take it out.
+        assert_eq!(eureka.service_urls, ["http://127.0.0.1:1/eureka/", "https://eureka:s3cret@eureka2:8761/eureka"]);
+        assert!(eureka.tls.is_none(), "set by the gateway from server.ssl.* when it starts");
         assert_eq!(eureka.fetch_interval, Duration::from_secs(1));
         let defaults = parse("eureka: {client: {serviceUrl: {defaultZone: 'http://e:8761/eureka'}}}", &[]).unwrap().eureka.unwrap();
         assert_eq!(defaults.fetch_interval, Duration::from_secs(30));
@@ -336,7 +339,8 @@ mod tests {
     #[test]
     fn bad_eureka_client_values_name_the_key() {
         for (text, key) in [
-            ("eureka: {client: {serviceUrl: {defaultZone: 'https://e:8761/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
+            ("eureka: {client: {serviceUrl: {defaultZone: 'ftp://e:8761/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
+            ("eureka: {client: {serviceUrl: {defaultZone: 'https://e:8761/eureka?zone=1'}}}", "eureka.client.serviceUrl.defaultZone"),
             ("eureka: {client: {serviceUrl: {defaultZone: 'http://a:1/eureka,e:8761/eureka'}}}", "eureka.client.serviceUrl.defaultZone"),
             ("eureka: {client: {serviceUrl: {defaultZone: ' , '}}}", "eureka.client.serviceUrl.defaultZone"),
             ("eureka: {client: {serviceUrl: {defaultZone: 'http://e/eureka'}, registryFetchIntervalSeconds: 0}}", "eureka.client.registryFetchIntervalSeconds"),

@@ -43,9 +43,9 @@ impl EurekaSource {
     /// Nothing is fetched or registered until [`EurekaSource::spawn`].
     ///
     /// # Errors
-    /// [`ConfigError`] when there is no service URL or one is not a usable `http://` URL.
+    /// [`ConfigError`] when there is no service URL or one is not a usable `http://` or `https://` URL.
     pub fn new(config: ClientConfig, directory: &Arc<ServiceDirectory>, listen: SocketAddr, tls: bool) -> Result<EurekaSource, ConfigError> {
-        let registration = Arc::new(Registration::new(&config.service_urls, gateway_instance(&config, listen, tls))?);
+        let registration = Arc::new(Registration::new(&config.service_urls, config.tls.as_ref(), gateway_instance(&config, listen, tls))?);
         let client = Arc::new(EurekaClient::new(config)?);
         let source = RegistrySource::new(client.subscribe(), Source::Eureka, Arc::clone(directory));
         Ok(EurekaSource { client, source, registration })

@@ -11,7 +11,7 @@ pub enum ConfigError {
     /// No service URL was given (`defaultZone` empty or only commas).
     #[error("no Eureka service URL given")]
     NoServiceUrls,
-    /// A service URL is not a usable `http://` URL.
+    /// A service URL is not a usable `http://` or `https://` URL.
     #[error("invalid Eureka service URL {url:?}: {reason}")]
     InvalidUrl {
         /// The URL as given.
@@ -19,14 +19,21 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The default TLS configuration (the system's roots) could not be built.
+    #[error("cannot set up TLS for https Eureka URLs: {0}")]
+    Tls(#[source] rustls::Error),
 }
 
 /// Why one attempt at one endpoint failed. Every variant quarantines that endpoint.
 #[derive(Debug, Error)]
 pub enum AttemptError {
     /// Connecting, sending or reading failed.
-    #[error("request failed: {0}")]
-    Io(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("request failed: {}", super::tls::with_causes(.0.as_ref()))]
+    Io(Box<dyn std::error::Error + Send + Sync>),
+    /// The TLS handshake or session failed: the server's certificate is not trusted or does not name
+    /// its host, or the server refused the client (no or an unknown client certificate).
+    #[error("TLS failed: {0}")]
+    Tls(#[source] rustls::Error),
     /// No answer within the connect and read time-outs.
     #[error("no answer in time")]
     Timeout,

@@ -6,23 +6,24 @@
 //! 500). Other statuses are the server's answer and are returned: a non-200 delta means "fetch
 //! everything", not "this server is broken".
 //!
-//! The HTTP client is hyper's, as in the demo service's registration client, asking for JSON and
-//! gzip; the body is decompressed with flate2 within [`MAX_BODY_BYTES`].
+//! The HTTP client is hyper's with the connector of `tls` (http and https), as in the registration
+//! client, asking for JSON and gzip; the body is decompressed with flate2 within [`MAX_BODY_BYTES`].
 
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::endpoints::Endpoints;
-use super::error::{AttemptError, FetchError};
+use super::error::{AttemptError, ConfigError, FetchError};
+use super::service_url::ServiceUrl;
+use super::tls::{self, Connector};
 use crate::credentials::Credentials;
 use crate::codec::{decode_applications, Format};
 use crate::model::Applications;
@@ -47,18 +48,16 @@ pub(crate) enum Reply {
 /// The HTTP side of the client: hyper's pooled client with the time-outs.
 #[derive(Debug)]
 pub(crate) struct Transport {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<Connector, Empty<Bytes>>,
     connect_timeout: Duration,
     read_timeout: Duration,
 }
 
 impl Transport {
-    pub(crate) fn new(connect_timeout: Duration, read_timeout: Duration) -> Transport {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        Transport { client, connect_timeout, read_timeout }
+    /// A transport for `urls`, with `tls` for the https ones (see `tls::connector`).
+    pub(crate) fn new(tls: Option<&Arc<rustls::ClientConfig>>, urls: &[ServiceUrl], connect_timeout: Duration, read_timeout: Duration) -> Result<Transport, ConfigError> {
+        let client = Client::builder(TokioExecutor::new()).build(tls::connector(tls, urls, connect_timeout)?);
+        Ok(Transport { client, connect_timeout, read_timeout })
     }
 
     /// `GET {endpoint}{path}` with failover: see the module documentation.
@@ -102,7 +101,7 @@ impl Transport {
             request.headers_mut().insert(header::AUTHORIZATION, authorization);
         }
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|error| AttemptError::Io(error.into()))?;
+            let response = self.client.request(request).await.map_err(tls::request_error)?;
             let status = response.status();
             let gzipped = response.headers().get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
             // Read the body even when it is not used, so the connection goes back to the pool.

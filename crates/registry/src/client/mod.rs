@@ -7,6 +7,7 @@
 //!   each new copy goes out on a `watch` channel ([`EurekaClient::subscribe`]).
 //! - `endpoints`: failover and quarantine across the service URLs.
 //! - `fetch`: one HTTP `GET` with failover, gzip and time-outs.
+//! - `tls`: the connector of both clients, for `http` and `https` URLs ([`ClientConfig::tls`]).
 //! - [`apply_delta`]: a delta applied to a copy.
 //! - [`Registration`]: registers one instance (register, heartbeat, re-register on 404, cancel),
 //!   with the same failover across the service URLs.
@@ -17,6 +18,7 @@ mod error;
 mod fetch;
 mod register;
 mod service_url;
+mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,7 @@ pub use delta::{apply_delta, normalize};
 pub use error::{AttemptError, ConfigError, FetchError};
 pub use fetch::MAX_BODY_BYTES;
 pub use register::{InstanceDescription, Lease, RegisterError, Registration};
+pub use tls::{system_roots, tls_config};
 
 use endpoints::Endpoints;
 use service_url::ServiceUrl;
@@ -38,8 +41,12 @@ use crate::model::Applications;
 /// Options of a [`EurekaClient`], with Eureka's client defaults.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The service URLs, such as `http://127.0.0.1:8761/eureka`, tried in this order.
+    /// The service URLs, such as `http://127.0.0.1:8761/eureka` or `https://eureka:8761/eureka`, tried
+    /// in this order.
     pub service_urls: Vec<String>,
+    /// TLS for `https` service URLs: trust anchors, and a client certificate for servers that want
+    /// one. `None`: the system's root certificates and no client certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// How often [`EurekaClient::run`] fetches. Default 30 s (`registryFetchIntervalSeconds`).
     pub fetch_interval: Duration,
     /// Connect time-out per attempt. Default 5 s.
@@ -66,6 +73,7 @@ impl ClientConfig {
     pub fn new(urls: Vec<String>) -> ClientConfig {
         ClientConfig {
             service_urls: urls,
+            tls: None,
             fetch_interval: ClientConfig::DEFAULT_FETCH_INTERVAL,
             connect_timeout: ClientConfig::DEFAULT_CONNECT_TIMEOUT,
             read_timeout: ClientConfig::DEFAULT_READ_TIMEOUT,
@@ -77,6 +85,21 @@ impl ClientConfig {
     /// around them and empty items ignored.
     pub fn from_default_zone(default_zone: &str) -> ClientConfig {
         ClientConfig::new(default_zone.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_owned).collect())
+    }
+
+    /// Checks the service URLs as [`EurekaClient::new`] does, without setting anything up.
+    ///
+    /// # Errors
+    /// As [`EurekaClient::new`] for the URLs.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.parse_urls().map(drop)
+    }
+
+    fn parse_urls(&self) -> Result<Vec<ServiceUrl>, ConfigError> {
+        if self.service_urls.is_empty() {
+            return Err(ConfigError::NoServiceUrls);
+        }
+        self.service_urls.iter().map(|url| ServiceUrl::parse(url)).collect()
     }
 }
 
@@ -108,21 +131,17 @@ impl EurekaClient {
     /// or [`EurekaClient::run`].
     ///
     /// # Errors
-    /// [`ConfigError`] when there is no URL or one is not `http://HOST[:PORT][/PATH]` (HTTPS is not
-    /// supported yet).
+    /// [`ConfigError`] when there is no URL or one is not `http[s]://[USER:PASSWORD@]HOST[:PORT][/PATH]`.
     pub fn new(mut config: ClientConfig) -> Result<EurekaClient, ConfigError> {
-        if config.service_urls.is_empty() {
-            return Err(ConfigError::NoServiceUrls);
-        }
-        let urls = config.service_urls.iter().map(|url| ServiceUrl::parse(url)).collect::<Result<Vec<_>, _>>()?;
+        let urls = config.parse_urls()?;
         config.service_urls = urls.iter().map(|url| url.base.clone()).collect();
-        let transport = Transport::new(config.connect_timeout, config.read_timeout);
+        let transport = Transport::new(config.tls.as_ref(), &urls, config.connect_timeout, config.read_timeout)?;
         let endpoints = Mutex::new(Endpoints::new(urls));
         let (snapshots, _) = watch::channel(Arc::new(Applications::default()));
         Ok(EurekaClient { config, transport, endpoints, snapshots, refreshing: tokio::sync::Mutex::new(()) })
     }
 
-    /// The options, service URLs normalized (no trailing slash).
+    /// The options, service URLs normalized (no credential, no trailing slash).
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
@@ -243,8 +262,18 @@ mod tests {
     #[test]
     fn bad_urls_are_refused() {
         assert!(matches!(EurekaClient::new(ClientConfig::from_default_zone(" , ")), Err(ConfigError::NoServiceUrls)));
-        for url in ["https://a/eureka", "a:1/eureka", "http://", "http://a/eureka?x=1", "not a url"] {
+        for url in ["ftp://a/eureka", "a:1/eureka", "http://", "http://a/eureka?x=1", "not a url"] {
             assert!(matches!(EurekaClient::new(ClientConfig::new(vec![url.to_owned()])), Err(ConfigError::InvalidUrl { .. })), "{url}");
+            assert!(matches!(ClientConfig::new(vec![url.to_owned()]).check(), Err(ConfigError::InvalidUrl { .. })), "{url}");
         }
+        assert!(matches!(ClientConfig::new(Vec::new()).check(), Err(ConfigError::NoServiceUrls)));
+    }
+
+    #[test]
+    fn http_and_https_urls_mix() {
+        let config = ClientConfig::from_default_zone("https://u:p@a:1/eureka/,http://b:2/eureka");
+        assert!(config.check().is_ok());
+        let client = EurekaClient::new(config).unwrap();
+        assert_eq!(client.config().service_urls, ["https://a:1/eureka", "http://b:2/eureka"]);
     }
 }

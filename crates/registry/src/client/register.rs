@@ -6,17 +6,17 @@
 //! [`Registration::heartbeat_interval`] (200; 404 means the registry has no lease, so the client
 //! registers again at once), and `DELETE {url}/apps/{APP}/{ID}` when it stops. A request that
 //! cannot be sent, times out or is answered 5xx quarantines that URL and moves on to the next one
-//! (see `endpoints`).
+//! (see `endpoints`). `https` URLs use the rustls configuration given to [`Registration::new`] (see
+//! `tls`).
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -25,7 +25,8 @@ use tracing::{info, warn};
 
 use super::endpoints::Endpoints;
 use super::service_url::ServiceUrl;
-use super::error::ConfigError;
+use super::error::{AttemptError, ConfigError};
+use super::tls::{self, Connector};
 use crate::credentials::Credentials;
 
 /// How long one request to the registry may take (Eureka's clients use 5 s to connect, 8 s to read).
@@ -91,7 +92,7 @@ pub enum Lease {
 /// The registration of one instance with a Eureka cluster.
 #[derive(Debug)]
 pub struct Registration {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     endpoints: Mutex<Endpoints>,
     /// `/apps/{APP}`.
     app_path: String,
@@ -106,13 +107,14 @@ pub struct Registration {
 
 impl Registration {
     /// A registration of `description` with the cluster at `service_urls` (tried in this order,
-    /// `http://HOST[:PORT][/PATH]`). Nothing is sent until [`Registration::run`] or
-    /// [`Registration::register`].
+    /// `http[s]://[USER:PASSWORD@]HOST[:PORT][/PATH]`), with `tls` for the https ones (`None`: the
+    /// system's root certificates, no client certificate). Nothing is sent until [`Registration::run`]
+    /// or [`Registration::register`].
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] when there is no URL or one is not a usable `http://` URL.
-    pub fn new(service_urls: &[String], description: InstanceDescription) -> Result<Registration, ConfigError> {
+    /// [`ConfigError`] when there is no URL or one is not a usable `http://` or `https://` URL.
+    pub fn new(service_urls: &[String], tls: Option<&Arc<rustls::ClientConfig>>, description: InstanceDescription) -> Result<Registration, ConfigError> {
         let urls = service_urls.iter().filter(|url| !url.trim().is_empty()).map(|url| ServiceUrl::parse(url)).collect::<Result<Vec<_>, _>>()?;
         if urls.is_empty() {
             return Err(ConfigError::NoServiceUrls);
@@ -132,7 +134,7 @@ impl Registration {
         instance.insert("lastDirtyTimestamp".into(), last_dirty_timestamp.to_string().into());
         let document = Bytes::from(serde_json::json!({ "instance": instance }).to_string());
         Ok(Registration {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(tls::connector(tls, &urls, REQUEST_TIMEOUT)?),
             endpoints: Mutex::new(Endpoints::new(urls)),
             app_path,
             instance_path,
@@ -288,24 +290,24 @@ impl Registration {
     }
 
     /// One request to one URL.
-    async fn attempt(&self, method: Method, url: &str, authorization: Option<HeaderValue>, body: Bytes) -> Result<StatusCode, String> {
+    async fn attempt(&self, method: Method, url: &str, authorization: Option<HeaderValue>, body: Bytes) -> Result<StatusCode, AttemptError> {
         let mut request = Request::builder()
             .method(method)
             .uri(url)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json")
             .body(Full::new(body))
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| AttemptError::Io(error.into()))?;
         if let Some(authorization) = authorization {
             request.headers_mut().insert(header::AUTHORIZATION, authorization);
         }
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|error| error.to_string())?;
+            let response = self.client.request(request).await.map_err(tls::request_error)?;
             let status = response.status();
-            response.into_body().collect().await.map_err(|error| error.to_string())?;
+            response.into_body().collect().await.map_err(|error| AttemptError::Io(error.into()))?;
             Ok(status)
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.unwrap_or(Err(AttemptError::Timeout))
     }
 }
 
@@ -326,7 +328,7 @@ mod tests {
 
     #[test]
     fn paths_document_and_lease_follow_eureka() {
-        let registration = Registration::new(&["http://127.0.0.1:10011/eureka/".to_owned()], description()).unwrap();
+        let registration = Registration::new(&["http://127.0.0.1:10011/eureka/".to_owned()], None, description()).unwrap();
         assert_eq!(registration.app_path, "/apps/GATEWAY");
         assert_eq!(registration.instance_path, "/apps/GATEWAY/127.0.0.1%3Agateway%3A10010");
         let document: serde_json::Value = serde_json::from_slice(registration.document()).unwrap();
@@ -338,9 +340,10 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        assert!(matches!(Registration::new(&[" ".to_owned()], description()), Err(ConfigError::NoServiceUrls)));
-        for url in ["https://a/eureka", "a:1/eureka", "not a url", "http://a/eureka?x=1"] {
-            assert!(matches!(Registration::new(&[url.to_owned()], description()), Err(ConfigError::InvalidUrl { .. })), "{url}");
+        assert!(matches!(Registration::new(&[" ".to_owned()], None, description()), Err(ConfigError::NoServiceUrls)));
+        for url in ["ftp://a/eureka", "a:1/eureka", "not a url", "http://a/eureka?x=1", "https://a/eureka?x=1"] {
+            assert!(matches!(Registration::new(&[url.to_owned()], None, description()), Err(ConfigError::InvalidUrl { .. })), "{url}");
         }
+        assert!(Registration::new(&["http://a/eureka".to_owned(), "https://b/eureka".to_owned()], None, description()).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! One Eureka service URL as written in `defaultZone`: checked once, its credential taken out.
 //!
-//! `http://USER:PASSWORD@HOST:PORT/eureka` is how Spring and Zowe users give a secured cluster's
+//! `http://` and `https://` URLs are accepted, mixed as one likes in one list.
+//! `https://USER:PASSWORD@HOST:PORT/eureka` is how Spring and Zowe users give a secured cluster's
 //! credential. Requests go to the URL without it and carry it as `Authorization: Basic`; logs and
 //! errors show the URL with the password replaced, never the password.
 
@@ -15,7 +16,7 @@ const HIDDEN: &str = "***";
 /// A usable service URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServiceUrl {
-    /// `http://HOST[:PORT][/PATH]`, no credential and no trailing slash: request paths are appended.
+    /// `http[s]://HOST[:PORT][/PATH]`, no credential and no trailing slash: request paths are appended.
     pub(crate) base: String,
     /// The credential of the URL's user information, if it had one.
     pub(crate) credential: Option<Credentials>,
@@ -26,22 +27,22 @@ impl ServiceUrl {
     ///
     /// # Errors
     /// [`ConfigError::InvalidUrl`] (showing the URL without its password) when it is not
-    /// `http://[USER:PASSWORD@]HOST[:PORT][/PATH]`.
+    /// `http[s]://[USER:PASSWORD@]HOST[:PORT][/PATH]`.
     pub(crate) fn parse(url: &str) -> Result<ServiceUrl, ConfigError> {
         let trimmed = url.trim().trim_end_matches('/');
         let (credential, rest) = split_credential(trimmed);
         let invalid = |reason| ConfigError::InvalidUrl { url: shown(trimmed), reason };
-        let base = match &credential {
-            Some(_) => format!("http://{rest}"),
-            None => trimmed.to_owned(),
+        let base = match (&credential, strip_scheme(trimmed)) {
+            (Some(_), Some((scheme, _))) => format!("{scheme}://{rest}"),
+            _ => trimmed.to_owned(),
         };
         let uri: http::Uri = base.parse().map_err(|_| invalid("not a URL"))?;
         // What was not taken out as a credential must not reach requests or logs as part of the URL.
         if uri.authority().is_some_and(|authority| authority.as_str().contains('@')) {
-            return Err(invalid("the user information needs USER:PASSWORD after http://"));
+            return Err(invalid("the user information needs USER:PASSWORD after http:// or https://"));
         }
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(invalid("expected http://HOST:PORT/eureka (https is not supported yet)"));
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
+            return Err(invalid("expected http://HOST:PORT/eureka or https://HOST:PORT/eureka"));
         }
         if uri.query().is_some() {
             return Err(invalid("a service URL takes no query"));
@@ -53,12 +54,17 @@ impl ServiceUrl {
         };
         Ok(ServiceUrl { base, credential })
     }
+
+    /// Whether requests to this URL go over TLS.
+    pub(crate) fn is_https(&self) -> bool {
+        strip_scheme(&self.base).is_some_and(|(scheme, _)| scheme == "https")
+    }
 }
 
-/// The credential of `http://USER:PASSWORD@REST`, percent-decoded, and REST; `None` and the whole
+/// The credential of `http[s]://USER:PASSWORD@REST`, percent-decoded, and REST; `None` and the whole
 /// URL when it has no user information.
 fn split_credential(url: &str) -> (Option<Result<Credentials, &'static str>>, &str) {
-    let Some(after_scheme) = strip_scheme(url) else { return (None, url) };
+    let Some((_, after_scheme)) = strip_scheme(url) else { return (None, url) };
     let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
     let Some(at) = after_scheme[..authority_end].rfind('@') else { return (None, url) };
     let (userinfo, rest) = (&after_scheme[..at], &after_scheme[at + 1..]);
@@ -69,10 +75,13 @@ fn split_credential(url: &str) -> (Option<Result<Credentials, &'static str>>, &s
     (Some(credential), rest)
 }
 
-/// `url` after its `http://`, whatever the scheme's case (`HTTP://` is the same URL).
-fn strip_scheme(url: &str) -> Option<&str> {
-    const SCHEME: &str = "http://";
-    url.get(..SCHEME.len()).filter(|scheme| scheme.eq_ignore_ascii_case(SCHEME)).map(|_| &url[SCHEME.len()..])
+/// The scheme of `url`, `http` or `https` in lower case, and what follows its `://`, whatever the
+/// scheme's case (`HTTPS://` is the same URL).
+fn strip_scheme(url: &str) -> Option<(&'static str, &str)> {
+    ["http", "https"].into_iter().find_map(|scheme| {
+        let prefix = url.get(..scheme.len() + 3).filter(|prefix| prefix.eq_ignore_ascii_case(&format!("{scheme}://")))?;
+        Some((scheme, &url[prefix.len()..]))
+    })
 }
 
 fn decode(part: &str) -> Result<String, &'static str> {
@@ -109,8 +118,21 @@ mod tests {
     }
 
     #[test]
+    fn takes_https_urls_with_or_without_a_credential() {
+        let secured = ServiceUrl::parse("HTTPS://eureka:pw@eureka.example:8761/eureka/").unwrap();
+        assert_eq!(secured.base, "https://eureka.example:8761/eureka");
+        assert_eq!(secured.credential.map(|c| (c.username, c.password)), Some(("eureka".to_owned(), "pw".to_owned())));
+        for (url, base) in [("https://127.0.0.1:10011/eureka", "https://127.0.0.1:10011/eureka"), ("https://[::1]/eureka/", "https://[::1]/eureka")] {
+            let parsed = ServiceUrl::parse(url).unwrap();
+            assert_eq!((parsed.base.as_str(), parsed.is_https()), (base, true), "{url}");
+        }
+        assert!(ServiceUrl::parse("HTTPS://h/eureka").unwrap().is_https());
+        assert!(!ServiceUrl::parse("http://u:p@h/eureka").unwrap().is_https());
+    }
+
+    #[test]
     fn errors_never_show_the_password() {
-        for url in ["http://u:secret@", "http://u:secret@h:1/eureka?x=1", "http://usersecret@h:1/eureka", "http://u:%FFsecret@h:1/eureka", "https://u:secret@h:1/eureka"] {
+        for url in ["http://u:secret@", "http://u:secret@h:1/eureka?x=1", "http://usersecret@h:1/eureka", "http://u:%FFsecret@h:1/eureka", "https://u:secret@", "https://u:secret@h:1/eureka?x", "ftp://u:secret@h:1/eureka"] {
             let error = ServiceUrl::parse(url).unwrap_err().to_string();
             assert!(!error.contains("secret"), "{error}");
         }
@@ -119,8 +141,8 @@ mod tests {
     }
 
     #[test]
-    fn refuses_what_is_not_an_http_url() {
-        for url in ["", "https://h:1/eureka", "h:1/eureka", "http:///eureka", "http://h:1/eureka?q"] {
+    fn refuses_what_is_not_an_http_or_https_url() {
+        for url in ["", "ftp://h:1/eureka", "wss://h:1/eureka", "h:1/eureka", "http:///eureka", "https:///eureka", "http://h:1/eureka?q", "https://h:1/eureka?q"] {
             assert!(ServiceUrl::parse(url).is_err(), "{url}");
         }
     }
