@@ -335,7 +335,7 @@ def test_the_state_dir_keeps_the_generated_key_whether_set_in_the_config_or_by_t
     assert state.stat().st_mode & 0o777 == 0o700
     assert (state / "wsgate-jwt.key").stat().st_mode & 0o777 == 0o600
     assert not (tmp_path / "wsgate-jwt.key").exists()
-    # The flag wins over the key: a state dir without the key makes a new one, and the old token is refused.
+    # A state dir given by the flag, without the key yet: a new key is made there, and the old token is refused.
     del config["server"]["stateDir"]
     other = tmp_path / "other"
     gateway = start_gateway(tmp_path, "jwt-state", config, args=["--state-dir", str(other)])
@@ -344,6 +344,7 @@ def test_the_state_dir_keeps_the_generated_key_whether_set_in_the_config_or_by_t
     finally:
         gateway.child.stop()
     assert (other / "wsgate-jwt.key").read_bytes() != (state / "wsgate-jwt.key").read_bytes()
+    # The flag wins over the key.
     config["server"]["stateDir"] = str(other)
     gateway = start_gateway(tmp_path, "jwt-state", config, args=["--state-dir", str(state)])
     try:

@@ -45,11 +45,17 @@ impl Drain {
         self.tasks.wait().await;
     }
 
-    /// Tells every task that the gateway stops, and waits up to `timeout` for them to end. Returns
-    /// how many were still running then (0: all ended in time).
-    pub async fn stop(&self, timeout: Duration) -> usize {
+    /// Tells every task that the gateway stops, without waiting for them: [`Drain::finished`]
+    /// completes once they have ended.
+    pub fn close(&self) {
         self.stopping.cancel();
         self.tasks.close();
+    }
+
+    /// Tells every task that the gateway stops ([`Drain::close`]), and waits up to `timeout` for them
+    /// to end. Returns how many were still running then (0: all ended in time).
+    pub async fn stop(&self, timeout: Duration) -> usize {
+        self.close();
         match tokio::time::timeout(timeout, self.tasks.wait()).await {
             Ok(()) => 0,
             Err(_) => self.tasks.len(),

@@ -235,24 +235,34 @@ impl Gateway {
         let workers = match started {
             Ok(workers) => workers,
             Err(source) => {
+                // The workers started so far stop, and do not wait for a drain nobody will run.
                 let _ = stop.send(true);
+                shared.drain.close();
                 return Err(GatewayError::Workers(source));
             }
         };
         let registry = registry.map(|registry| registry.spawn(&stopped));
         let eureka = eureka.map(|eureka| eureka.spawn(&stopped));
-        Ok(Running { stop, shared, workers, registry, eureka })
+        Ok(Running { stop, shared, workers: Some(workers), registry, eureka })
     }
 }
 
-/// A started gateway: its workers accept until [`Running::wait`]'s shutdown completes.
+/// A started gateway: its workers accept until [`Running::wait`]'s shutdown completes. Dropped
+/// without [`Running::wait`], it tells everything to stop and waits for nothing.
 #[derive(Debug)]
 pub struct Running {
     stop: watch::Sender<bool>,
     shared: Arc<Shared>,
-    workers: Workers,
+    workers: Option<Workers>,
     registry: Option<tokio::task::JoinHandle<()>>,
     eureka: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.shared.drain.close();
+    }
 }
 
 impl Running {
@@ -261,27 +271,31 @@ impl Running {
     /// HTTP connection finishes its request in flight, and the gateway waits for them up to
     /// `server.shutdownTimeout`; meanwhile the registry finishes its requests in flight and saves its
     /// state file, and the Eureka client stops. Returns once the workers have ended, or at the
-    /// time-out with what is left dropped.
-    pub async fn wait(self, shutdown: impl Future<Output = ()>) {
+    /// time-out (the binary then exits, which ends what is left).
+    pub async fn wait(mut self, shutdown: impl Future<Output = ()>) {
         shutdown.await;
         let _ = self.stop.send(true);
         let open = self.shared.sessions.len();
         info!(sessions = open, timeout = %format_duration(self.shared.shutdown_timeout), "stopping: closing sessions and connections");
         match self.shared.drain.stop(self.shared.shutdown_timeout).await {
             0 => {
-                if !self.workers.stopped(Duration::from_secs(1)).await {
+                let stopped = match self.workers.take() {
+                    Some(workers) => workers.stopped(Duration::from_secs(1)).await,
+                    None => true,
+                };
+                if !stopped {
                     warn!("a worker did not stop in time");
                 }
                 info!(sessions = open, "stopped: every session and connection closed");
             }
-            left => warn!(left, "server.shutdownTimeout passed: dropping the connections and sessions left"),
+            left => warn!(left, "server.shutdownTimeout passed: giving up on the connections and sessions left"),
         }
-        if let Some(registry) = self.registry {
+        if let Some(registry) = self.registry.take() {
             if let Err(error) = registry.await {
                 warn!(%error, "embedded registry task failed");
             }
         }
-        if let Some(eureka) = self.eureka {
+        if let Some(eureka) = self.eureka.take() {
             if let Err(error) = eureka.await {
                 warn!(%error, "Eureka client task failed");
             }
@@ -295,8 +309,11 @@ impl Running {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         let (stream, client) = tokio::select! {
-            // A dropped sender stops the worker too.
-            _ = stop.wait_for(|stop| *stop) => {
+            // A dropped sender stops the worker too (the drain is closed then, see `Running`'s drop).
+            stopped = stop.wait_for(|stop| *stop) => {
+                // The watch's read guard goes first: held during the drain, it would block the
+                // sender's next write (`Running`'s drop) until the drain ends.
+                drop(stopped);
                 drop(listener);
                 shared.drain.finished().await;
                 return;
@@ -319,7 +336,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             Some(tls) => {
                 let handshake = TlsAcceptor::from(Arc::clone(tls)).accept(ReadAhead::new(stream));
                 shared.drain.spawn(async move {
-                    match tokio::time::timeout_at(deadline, handshake).await {
+                    // A client still in its handshake when the gateway stops has sent no request: dropped.
+                    let handshake = tokio::select! {
+                        handshake = tokio::time::timeout_at(deadline, handshake) => handshake,
+                        () = serving.drain.stopping() => {
+                            debug!(%client, "TLS handshake dropped: the gateway stops");
+                            return;
+                        }
+                    };
+                    match handshake {
                         Ok(Ok(stream)) => serve_http(serving, client, stream, deadline).await,
                         Ok(Err(error)) => debug!(%client, %error, "TLS handshake failed"),
                         Err(_) => debug!(%client, "TLS handshake timed out"),

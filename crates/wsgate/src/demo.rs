@@ -50,7 +50,9 @@ pub(crate) async fn run(address: IpAddr, port: u16, registry_port: u16, state_di
     };
     embedded.port = registry_port;
     // The demo's instances register over plain HTTP: its registry stays plain whatever the environment says.
-    embedded.tls = None;
+    if embedded.tls.take().is_some() {
+        tracing::warn!("wsgate demo keeps its registry plain HTTP (its instances register over http://): discovery.embedded.ssl is ignored");
+    }
     let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
     let reload = tokio::spawn(signal::reload_on_hangup(gateway.tls_identity()));
     let at = gateway.local_addr();
@@ -83,16 +85,18 @@ pub(crate) async fn run(address: IpAddr, port: u16, registry_port: u16, state_di
     }
 
     // On a stop signal: cancel the registrations, then stop the instances, then the gateway.
+    let stopping = signal::stop();
     let shutdown = async move {
-        signal::stop().await;
+        stopping.await;
         let _ = stop_clients.send(true);
         while clients.join_next().await.is_some() {}
         let _ = stop_services.send(true);
     };
     let mut routes = gateway.directory().routes();
     let ready = async move {
-        let registered = tokio::time::timeout(REGISTRATION_WAIT, routes.wait_for(|table| up_instances(table) >= INSTANCES)).await;
-        if !matches!(registered, Ok(Ok(_))) {
+        // Only whether: the routes' read guard must not be held while the directory changes.
+        let registered = matches!(tokio::time::timeout(REGISTRATION_WAIT, routes.wait_for(|table| up_instances(table) >= INSTANCES)).await, Ok(Ok(_)));
+        if !registered {
             tracing::warn!("the demo instances have not registered within {REGISTRATION_WAIT:?}; see the log above");
         }
         // The certificate names localhost, which a browser accepts where it may not accept an address.

@@ -100,17 +100,19 @@ async fn run(command: Command) -> Result<(), Failure> {
                 None => None,
                 Some(dir) => {
                     let dir = std::path::absolute(&dir).map_err(|error| Failure::Usage(format!("--state-dir {}: {error}", dir.display())))?;
-                    Some(("SERVER_STATEDIR".to_owned(), dir.display().to_string()))
+                    let dir = dir.into_os_string().into_string().map_err(|dir| Failure::Usage(format!("--state-dir {}: not valid UTF-8", dir.display())))?;
+                    Some(("SERVER_STATEDIR".to_owned(), dir))
                 }
             };
             let config = Config::load(config.as_deref(), std::env::vars().chain(flag)).map_err(|error| Failure::Usage(error.to_string()))?;
             let gateway = Gateway::bind(config).await.map_err(bind_failure)?;
             let reload = tokio::spawn(signal::reload_on_hangup(gateway.tls_identity()));
+            let stopping = signal::stop();
             let (address, registry) = (gateway.local_addr(), gateway.registry_addr());
             // Announced once every worker accepts: scripts and tests that read the line find a gateway ready.
             let running = gateway.start().map_err(|error| Failure::Runtime(error.to_string()))?;
             announce(address, registry, &[]);
-            running.wait(signal::stop()).await;
+            running.wait(stopping).await;
             reload.abort();
             Ok(())
         }

@@ -7,28 +7,46 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 use wsgate_gateway::tls::{ServerIdentity, SERVER_IDENTITY};
 
-/// Completes on SIGTERM or Ctrl-C.
-pub(crate) async fn stop() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
+/// Completes on the first SIGTERM or Ctrl-C; from then on a second one ends the process at once (exit
+/// code 1), for an operator who will not wait for the graceful stop.
+///
+/// The handlers are installed when this is called, not when the future first runs, so that a signal
+/// sent as soon as the gateway says it listens never meets the default action.
+pub(crate) fn stop() -> impl Future<Output = ()> {
+    let first = received();
+    async move {
+        first.await;
+        let second = received();
+        tokio::spawn(async move {
+            second.await;
+            warn!("second stop signal: exiting without waiting for the sessions");
+            std::process::exit(1);
+        });
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C), whose handlers it installs at once.
+fn received() -> impl Future<Output = ()> {
+    let handlers = [("SIGTERM", signal(SignalKind::terminate())), ("Ctrl-C", signal(SignalKind::interrupt()))];
+    let waits = handlers.map(|(name, handler)| async move {
+        match handler {
+            Ok(mut handler) => {
+                handler.recv().await;
+                name
             }
             Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+                warn!(%error, "cannot listen for {name}");
+                std::future::pending().await
             }
         }
-    };
-    tokio::select! {
-        () = ctrl_c => info!("Ctrl-C received, stopping"),
-        () = terminate => info!("SIGTERM received, stopping"),
+    });
+    async move {
+        let [terminate, interrupt] = waits;
+        let name = tokio::select! {
+            name = terminate => name,
+            name = interrupt => name,
+        };
+        info!("{name} received, stopping");
     }
 }
 

@@ -33,8 +33,8 @@ pub use wsgate_registry::ClientConfig as EurekaClientConfig;
 /// The default `server.port`.
 pub const DEFAULT_PORT: u16 = 10010;
 
-/// The default `server.shutdownTimeout`: room for the sessions' closes, which wait for the peers'
-/// answers for up to 5 s ([`crate::relay::LINGER`]), twice over (the client's and the service's).
+/// The default `server.shutdownTimeout`: room for the sessions' closes, which peers answer at once;
+/// one whose peers do not answer ends within 3 × [`crate::relay::LINGER`] (15 s) anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The smallest `server.maxHttpHeaderSize`: a request head carrying three 3,000-byte headers (as the

@@ -23,7 +23,7 @@ use wsgate_registry::{Registry, StateFileError};
 use super::embedded::RegistrySource;
 use super::ServiceDirectory;
 use crate::config::EmbeddedRegistry;
-use crate::tls::registry::{self, RegistryTlsError};
+use crate::tls::registry::{self, ClientAuth, RegistryTlsError};
 use crate::tls::ServerIdentity;
 
 /// Why the embedded registry could not start. Each names its config key.
@@ -43,6 +43,10 @@ pub enum RegistryStartError {
     /// Its TLS configuration could not be built (the trust store for client certificates).
     #[error(transparent)]
     Tls(#[from] RegistryTlsError),
+    /// https is asked for but the gateway has no certificate to present (validation refuses this
+    /// configuration: a caller that skipped it gets an error rather than a plain HTTP registry).
+    #[error("discovery.embedded.ssl.enabled: the registry's port presents the gateway's certificate, and there is none")]
+    NoCertificate,
 }
 
 /// The embedded registry, bound, its current services already in the directory.
@@ -71,7 +75,8 @@ impl RegistryListener {
                 let config = registry::server_config(Arc::clone(identity), settings)?;
                 Some(Tls { acceptor: TlsAcceptor::from(config), client_certificates: settings.client_auth.asks() })
             }
-            _ => None,
+            (Some(_), None) => return Err(RegistryStartError::NoCertificate),
+            (None, _) => None,
         };
         if tls.is_none() {
             if let Some(network) = embedded.registry.allow.networks().iter().find(|network| !network.is_loopback()) {
@@ -87,8 +92,17 @@ impl RegistryListener {
         let bind_error = |source| RegistryStartError::Bind { address: requested, source };
         let listener = TcpListener::bind(requested).await.map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
-        if let Some(settings) = &embedded.tls {
-            info!(%address, client_auth = settings.client_auth.word(), "the embedded registry serves https with the gateway's certificate");
+        match embedded.tls.as_ref().map(|settings| &settings.client_auth) {
+            None => {}
+            Some(ClientAuth::None) => info!(%address, client_auth = "none", "the embedded registry serves https with the gateway's certificate"),
+            // Whoever holds a certificate of this trust store is let in: said once, as it may be a broad bundle.
+            Some(client_auth @ (ClientAuth::Want(store) | ClientAuth::Need(store))) => info!(
+                %address,
+                client_auth = client_auth.word(),
+                trust_store = %store.path.display(),
+                from = store.keys.store,
+                "the embedded registry serves https with the gateway's certificate; client certificates of this trust store authenticate"
+            ),
         }
         let source = RegistrySource::embedded(&registry, Arc::clone(directory));
         Ok(RegistryListener { listener, address, registry, source, tls })

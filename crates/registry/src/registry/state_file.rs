@@ -80,6 +80,10 @@ pub(crate) fn store(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
     temporary_name.push(format!(".tmp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
     let temporary = path.with_file_name(temporary_name);
     let written = (|| {
+        // The folder may be a state directory nothing has written to yet.
+        if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty() && !folder.exists()) {
+            create_private_folder(folder)?;
+        }
         // create_new: a leftover of a crashed process with the same pid is an error, not shared.
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temporary)?;
         file.write_all(bytes)?;
@@ -92,6 +96,16 @@ pub(crate) fn store(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
         return Err(error(source));
     }
     sync_directory(path).map_err(error)
+}
+
+/// Creates `folder` and its parents, readable by the owner only where modes exist (the registry's
+/// state names every instance and its metadata).
+fn create_private_folder(folder: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(folder)
 }
 
 /// Flushes the directory holding `path`, so the rename that put the new file there is on disk.
@@ -152,6 +166,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_missing_folder_is_made_private() {
+        let dir = TempDir::new();
+        let path = dir.0.join("state").join("gw").join("registry.json");
+        store(&path, &encode(&Applications::default())).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(Applications::default()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(dir.0.join("state/gw")).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+    }
+
+    #[test]
     fn a_corrupt_file_is_a_typed_error_naming_it() {
         let dir = TempDir::new();
         let path = dir.0.join("registry.json");
@@ -188,7 +215,9 @@ pub(crate) mod tests {
     #[test]
     fn an_unwritable_place_is_a_write_error() {
         let dir = TempDir::new();
-        let error = store(&dir.0.join("missing-dir").join("registry.json"), b"{}").unwrap_err();
+        // Under a file, where no folder can be.
+        std::fs::write(dir.0.join("a-file"), b"").unwrap();
+        let error = store(&dir.0.join("a-file").join("registry.json"), b"{}").unwrap_err();
         assert!(matches!(error, StateFileError::Write { .. }), "{error}");
     }
 }
