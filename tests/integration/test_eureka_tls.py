@@ -271,3 +271,12 @@ def test_an_unusable_registry_file_stops_the_demo_with_exit_64_naming_the_flag_a
     stderr = done.stderr.decode()
     assert done.returncode == 64, (done.returncode, stderr)
     assert f"{named} {flags[flags.index(named) + 1]}: " in stderr, stderr
+
+
+def test_registry_flags_with_a_plain_http_registry_stop_the_demo_with_exit_64(tmp_path, pki):
+    done = subprocess.run([str(binary("wsgate-demo-service")), "--address", HOST, "--port", "0", "--eureka-url", "http://127.0.0.1:1/eureka",
+                           "--registry-ca", str(pki / "ca.pem")],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=20, cwd=tmp_path, env=support.child_env())
+    stderr = done.stderr.decode()
+    assert done.returncode == 64, (done.returncode, stderr)
+    assert "are for an https:// --eureka-url" in stderr, stderr

@@ -118,6 +118,9 @@ pub enum RegistryTlsError {
     /// rustls offers no usable protocol version (not expected with its ring provider).
     #[error("cannot set up TLS towards the registry: {0}")]
     Tls(#[source] rustls::Error),
+    /// The registry flags were given for a plain `http://` registry, which would not use them.
+    #[error("--registry-ca, --registry-cert and --registry-key are for an https:// --eureka-url; this one is plain http")]
+    NotHttps,
 }
 
 /// The TLS configuration towards an https registry: the CA certificates of the PEM file `ca` (`None`:
@@ -133,7 +136,7 @@ pub fn registry_tls(ca: Option<&Path>, identity: Option<(&Path, &Path)>) -> Resu
         return Ok(None);
     }
     let roots = match ca {
-        None => client::system_roots(),
+        None => client::system_roots("https registry URLs"),
         Some(path) => {
             let mut roots = RootCertStore::empty();
             for certificate in certificates("--registry-ca", path)? {

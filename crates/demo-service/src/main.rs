@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tokio::sync::watch;
-use wsgate_demo_service::eureka::{registry_tls, EurekaClient, EurekaOptions};
+use wsgate_demo_service::eureka::{registry_tls, EurekaClient, EurekaOptions, RegistryTlsError};
 use wsgate_demo_service::{DemoError, DemoService, Options};
 
 /// Exit code for a bad command line value (sysexits `EX_USAGE`).
@@ -91,6 +91,11 @@ async fn run(args: Args) -> Result<(), DemoError> {
             .instance_id
             .unwrap_or_else(|| format!("demo-{}", args.port)),
     };
+    // Asked-for TLS that would not be used is an error, not a silent plain registration.
+    let asks_tls = args.registry_ca.is_some() || args.registry_cert.is_some();
+    if asks_tls && !args.eureka_url.as_deref().is_some_and(|url| url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))) {
+        return Err(RegistryTlsError::NotHttps.into());
+    }
     // The files first: a wrong path is reported before the port is taken.
     let tls = registry_tls(args.registry_ca.as_deref(), args.registry_cert.as_deref().zip(args.registry_key.as_deref()))?;
     let service = DemoService::bind(options).await?;

@@ -143,8 +143,17 @@ fn tls_failure(result: Result<wsgate_registry::client::Fetched, FetchError>) -> 
 async fn fetches_over_https_from_a_dns_name_and_ip_literals() {
     let ca = Ca::new("eureka CA");
     let v4 = TlsServer::start(ca.issue(&["localhost", "127.0.0.1"]), None).await;
-    let v6 = TlsServer::start_on("[::1]:0", ca.issue(&["::1"]), None).await;
-    for url in [v4.url("localhost"), v4.url("127.0.0.1"), v6.url("[::1]")] {
+    let mut urls = vec![v4.url("localhost"), v4.url("127.0.0.1")];
+    // A machine without an IPv6 loopback cannot run the IPv6 literal's case.
+    let v6 = match std::net::TcpListener::bind("[::1]:0") {
+        Ok(_) => Some(TlsServer::start_on("[::1]:0", ca.issue(&["::1"]), None).await),
+        Err(error) => {
+            eprintln!("no IPv6 loopback ({error}): the [::1] case is not run here");
+            None
+        }
+    };
+    urls.extend(v6.as_ref().map(|v6| v6.url("[::1]")));
+    for url in urls {
         let client = client(vec![url.clone()], tls_config(ca.roots(), None).unwrap());
         client.refresh().await.unwrap();
         assert_eq!(apps(&client), ["DEMO"], "{url}");

@@ -113,11 +113,11 @@ impl ServiceTls {
                 info!(trust_store = %path.display(), certificates = roots.len(), "TLS towards services trusts the CA certificates of server.ssl.trustStore");
                 builder.with_root_certificates(roots)
             }
-            (Verification::On, None) => builder.with_root_certificates(system_roots()),
+            (Verification::On, None) => builder.with_root_certificates(wsgate_registry::client::system_roots("secure services (server.ssl.trustStore is not set)")),
             (Verification::Off, trust_store) => {
                 warn!(
                     trust_store = ?trust_store,
-                    "server.ssl.verifyServices is false: certificates of secure services are NOT verified; \
+                    "server.ssl.verifyServices is false: certificates of secure services and of https Eureka URLs are NOT verified; \
                      anyone on the network path can impersonate them (the trust store is not read)"
                 );
                 builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
@@ -197,23 +197,6 @@ pub fn trust_anchors_of(keys: TrustStoreKeys, path: &Path, password: Option<&Pas
         roots.add(certificate).map_err(|source| ServiceTlsError::TrustAnchor { key: keys.store, path: path.to_owned(), index: index + 1, source })?;
     }
     Ok(roots)
-}
-
-/// The system's trust anchors, through rustls-native-certs: on Linux the bundle and folder OpenSSL
-/// uses (`SSL_CERT_FILE` and `SSL_CERT_DIR` honoured). Files that cannot be read are logged; a system
-/// without roots leaves every certificate unverifiable, which each failing session reports.
-fn system_roots() -> RootCertStore {
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        warn!(%error, "cannot read some of the system's root certificates");
-    }
-    let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(found.certs);
-    info!(added, ignored, "TLS towards services trusts the system's root certificates (server.ssl.trustStore is not set)");
-    if added == 0 {
-        warn!("no system root certificate found: secure services cannot be verified; set server.ssl.trustStore");
-    }
-    roots
 }
 
 /// The verifier of `verifyServices: false`: any certificate is accepted, for any name and at any date.

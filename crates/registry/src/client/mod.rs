@@ -38,8 +38,9 @@ use fetch::{Reply, Transport};
 
 use crate::model::Applications;
 
-/// Options of a [`EurekaClient`], with Eureka's client defaults.
-#[derive(Debug, Clone)]
+/// Options of a [`EurekaClient`], with Eureka's client defaults. `Debug` shows the URLs without their
+/// passwords.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The service URLs, such as `http://127.0.0.1:8761/eureka` or `https://eureka:8761/eureka`, tried
     /// in this order.
@@ -57,6 +58,19 @@ pub struct ClientConfig {
     /// registration, [`Registration`]); the lease is three times as long. Default 30 s
     /// (Spring's `eureka.instance.leaseRenewalIntervalInSeconds`).
     pub lease_renewal_interval: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("service_urls", &self.service_urls.iter().map(|url| service_url::shown(url)).collect::<Vec<_>>())
+            .field("tls", &self.tls.is_some())
+            .field("fetch_interval", &self.fetch_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("lease_renewal_interval", &self.lease_renewal_interval)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -249,6 +263,13 @@ impl EurekaClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let config = ClientConfig::new(vec!["https://eureka:s3cret/x@h:8761/eureka".into(), "http://h2/eureka".into()]);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("https://eureka:***@h:8761/eureka") && shown.contains("http://h2/eureka"), "{shown}");
+    }
 
     #[test]
     fn default_zone_is_split_on_commas() {

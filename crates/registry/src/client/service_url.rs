@@ -65,8 +65,7 @@ impl ServiceUrl {
 /// URL when it has no user information.
 fn split_credential(url: &str) -> (Option<Result<Credentials, &'static str>>, &str) {
     let Some((_, after_scheme)) = strip_scheme(url) else { return (None, url) };
-    let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
-    let Some(at) = after_scheme[..authority_end].rfind('@') else { return (None, url) };
+    let Some(at) = userinfo_end(after_scheme) else { return (None, url) };
     let (userinfo, rest) = (&after_scheme[..at], &after_scheme[at + 1..]);
     let credential = userinfo
         .split_once(':')
@@ -88,12 +87,18 @@ fn decode(part: &str) -> Result<String, &'static str> {
     percent_decode_str(part).decode_utf8().map(|text| text.into_owned()).map_err(|_| "the user information is not UTF-8")
 }
 
+/// Where the user information of what follows a URL's `://` ends: at its last `@`. A Eureka URL has
+/// no `@` in its path, and a password may hold a `/` written as is: ending at the first `/` instead
+/// would send such a password to logs, or take part of it for a host.
+fn userinfo_end(after_scheme: &str) -> Option<usize> {
+    after_scheme.rfind('@')
+}
+
 /// `url` as logs may show it: `HIDDEN` for the password of any user information, whatever the scheme.
-fn shown(url: &str) -> String {
+pub(crate) fn shown(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|at| at + 3) else { return url.to_owned() };
     let after_scheme = &url[scheme_end..];
-    let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
-    let Some(at) = after_scheme[..authority_end].rfind('@') else { return url.to_owned() };
+    let Some(at) = userinfo_end(after_scheme) else { return url.to_owned() };
     // Without a colon the whole user information may be a token: none of it is shown.
     let shown_userinfo = match after_scheme[..at].split_once(':') {
         Some((user, _)) => format!("{user}:{HIDDEN}"),
@@ -138,6 +143,20 @@ mod tests {
         }
         let error = ServiceUrl::parse("http://u:secret@h:1/eureka?x=1").unwrap_err().to_string();
         assert!(error.contains("http://u:***@h:1/eureka?x=1"), "{error}");
+        // A password with a slash in it, as generated ones often have: still hidden.
+        let error = ServiceUrl::parse("https://u:se/cret@h:1/eureka?x").unwrap_err().to_string();
+        assert!(!error.contains("cret") && error.contains("https://u:***@h:1/eureka?x"), "{error}");
+    }
+
+    #[test]
+    fn a_slash_in_the_password_stays_in_the_password() {
+        for (url, password) in [("https://eureka:pa/ss@host/eureka", "pa/ss"), ("https://eureka:12/ab@host:8761/eureka", "12/ab")] {
+            let parsed = ServiceUrl::parse(url).unwrap();
+            assert!(parsed.base.starts_with("https://host"), "{url}: {}", parsed.base);
+            let credential = parsed.credential.unwrap();
+            assert_eq!((credential.username.as_str(), credential.password.as_str()), ("eureka", password));
+            assert!(!shown(url).contains(password), "{}", shown(url));
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub(crate) fn connector(tls: Option<&Arc<rustls::ClientConfig>>, urls: &[Service
     let tls = match tls {
         Some(tls) => Arc::clone(tls),
         None => {
-            let roots = if urls.iter().any(ServiceUrl::is_https) { system_roots() } else { RootCertStore::empty() };
+            let roots = if urls.iter().any(ServiceUrl::is_https) { system_roots("https Eureka URLs") } else { RootCertStore::empty() };
             Arc::new(tls_config(roots, None).map_err(ConfigError::Tls)?)
         }
     };
@@ -64,16 +64,20 @@ pub fn tls_config(roots: RootCertStore, identity: Option<(Vec<CertificateDer<'st
 }
 
 /// The system's root certificates (on Linux OpenSSL's bundle and folder; `SSL_CERT_FILE` and
-/// `SSL_CERT_DIR` honoured). Unreadable files are logged; without any root, every https URL fails
-/// with an unknown-issuer TLS error, which each failed request logs.
-pub fn system_roots() -> RootCertStore {
+/// `SSL_CERT_DIR` honoured), for `purpose` (which the logs name, such as `https Eureka URLs`).
+/// Unreadable files are logged; without any root, a warning says that nothing can be verified, and
+/// every https peer fails with an unknown-issuer TLS error.
+pub fn system_roots(purpose: &str) -> RootCertStore {
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
         tracing::warn!(%error, "cannot read some of the system's root certificates");
     }
     let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    tracing::info!(roots = added, "https Eureka URLs are verified against the system's root certificates");
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::info!(added, ignored, "{purpose} are verified against the system's root certificates");
+    if added == 0 {
+        tracing::warn!("no system root certificate found: {purpose} cannot be verified");
+    }
     roots
 }
 
