@@ -21,8 +21,8 @@ use wsgate_registry::client::{self, InstanceDescription, Registration};
 
 pub use wsgate_registry::client::{ConfigError as EurekaError, Lease};
 
-/// Where to register and as what.
-#[derive(Debug, Clone)]
+/// Where to register and as what. `Debug` shows the URL without its password.
+#[derive(Clone)]
 pub struct EurekaOptions {
     /// The registry's base URL, such as `http://127.0.0.1:10011/eureka` or `https://…`.
     pub url: String,
@@ -36,6 +36,19 @@ pub struct EurekaOptions {
     pub base_path: String,
     /// How often to heartbeat; the lease is three times as long.
     pub heartbeat_interval: Duration,
+}
+
+impl std::fmt::Debug for EurekaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EurekaOptions")
+            .field("url", &client::redacted(&self.url))
+            .field("app", &self.app)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("base_path", &self.base_path)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish()
+    }
 }
 
 /// A Eureka client for the demo's instance.

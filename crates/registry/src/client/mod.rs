@@ -33,6 +33,7 @@ pub use register::{InstanceDescription, Lease, RegisterError, Registration};
 pub use tls::{system_roots, tls_config};
 
 use endpoints::Endpoints;
+pub use service_url::redacted;
 use service_url::ServiceUrl;
 use fetch::{Reply, Transport};
 
@@ -63,7 +64,7 @@ pub struct ClientConfig {
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConfig")
-            .field("service_urls", &self.service_urls.iter().map(|url| service_url::shown(url)).collect::<Vec<_>>())
+            .field("service_urls", &self.service_urls.iter().map(|url| redacted(url)).collect::<Vec<_>>())
             .field("tls", &self.tls.is_some())
             .field("fetch_interval", &self.fetch_interval)
             .field("connect_timeout", &self.connect_timeout)

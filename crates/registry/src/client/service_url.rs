@@ -31,10 +31,12 @@ impl ServiceUrl {
     pub(crate) fn parse(url: &str) -> Result<ServiceUrl, ConfigError> {
         let trimmed = url.trim().trim_end_matches('/');
         let (credential, rest) = split_credential(trimmed);
-        let invalid = |reason| ConfigError::InvalidUrl { url: shown(trimmed), reason };
+        let invalid = |reason| ConfigError::InvalidUrl { url: redacted(trimmed), reason };
+        // The scheme in lower case, the credential taken out.
         let base = match (&credential, strip_scheme(trimmed)) {
             (Some(_), Some((scheme, _))) => format!("{scheme}://{rest}"),
-            _ => trimmed.to_owned(),
+            (None, Some((scheme, after_scheme))) => format!("{scheme}://{after_scheme}"),
+            (_, None) => trimmed.to_owned(),
         };
         let uri: http::Uri = base.parse().map_err(|_| invalid("not a URL"))?;
         // What was not taken out as a credential must not reach requests or logs as part of the URL.
@@ -94,8 +96,8 @@ fn userinfo_end(after_scheme: &str) -> Option<usize> {
     after_scheme.rfind('@')
 }
 
-/// `url` as logs may show it: `HIDDEN` for the password of any user information, whatever the scheme.
-pub(crate) fn shown(url: &str) -> String {
+/// `url` as logs may show it: `***` for the password of any user information, whatever the scheme.
+pub fn redacted(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|at| at + 3) else { return url.to_owned() };
     let after_scheme = &url[scheme_end..];
     let Some(at) = userinfo_end(after_scheme) else { return url.to_owned() };
@@ -149,13 +151,19 @@ mod tests {
     }
 
     #[test]
+    fn the_scheme_is_written_in_lower_case() {
+        assert_eq!(ServiceUrl::parse("HTTPS://h:1/eureka").unwrap().base, "https://h:1/eureka");
+        assert_eq!(ServiceUrl::parse("Http://u:p@h:1/eureka").unwrap().base, "http://h:1/eureka");
+    }
+
+    #[test]
     fn a_slash_in_the_password_stays_in_the_password() {
         for (url, password) in [("https://eureka:pa/ss@host/eureka", "pa/ss"), ("https://eureka:12/ab@host:8761/eureka", "12/ab")] {
             let parsed = ServiceUrl::parse(url).unwrap();
             assert!(parsed.base.starts_with("https://host"), "{url}: {}", parsed.base);
             let credential = parsed.credential.unwrap();
             assert_eq!((credential.username.as_str(), credential.password.as_str()), ("eureka", password));
-            assert!(!shown(url).contains(password), "{}", shown(url));
+            assert!(!redacted(url).contains(password), "{}", redacted(url));
         }
     }
 
