@@ -34,9 +34,9 @@ pub enum AttemptError {
     /// its host, or the server refused the client (no or an unknown client certificate).
     #[error("TLS failed: {0}")]
     Tls(#[source] rustls::Error),
-    /// No answer within the connect and read time-outs.
-    #[error("no answer in time")]
-    Timeout,
+    /// No answer within this time (the connect and read time-outs together).
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The server answered 5xx.
     #[error("server error {0}")]
     ServerError(StatusCode),

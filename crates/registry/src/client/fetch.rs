@@ -112,8 +112,8 @@ impl Transport {
         };
         // The connector bounds connecting by the connect time-out; the whole exchange is bounded by
         // both together, so a connected server always gets at least the read time-out to answer.
-        let (status, gzipped, body) =
-            tokio::time::timeout(self.connect_timeout + self.read_timeout, exchange).await.map_err(|_| AttemptError::Timeout)??;
+        let limit = self.connect_timeout + self.read_timeout;
+        let (status, gzipped, body) = tokio::time::timeout(limit, exchange).await.map_err(|_| AttemptError::Timeout(limit))??;
         if status.is_server_error() {
             return Err(AttemptError::ServerError(status));
         }

@@ -285,6 +285,9 @@ impl Registration {
                 Ok(status) => last = format!("{url}: answered {status}"),
                 Err(error) => last = format!("{url}: {error}"),
             }
+            // Each failure is told, also when a later URL answers: a URL that always fails (a TLS
+            // misconfiguration, say) must not go unnoticed behind one that works.
+            warn!(failure = %last, "Eureka registration request failed on this service URL");
             self.lock_endpoints().failed(index);
         }
     }
@@ -307,7 +310,7 @@ impl Registration {
             response.into_body().collect().await.map_err(|error| AttemptError::Io(error.into()))?;
             Ok(status)
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.unwrap_or(Err(AttemptError::Timeout))
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.unwrap_or(Err(AttemptError::Timeout(REQUEST_TIMEOUT)))
     }
 }
 
