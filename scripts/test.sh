@@ -19,9 +19,9 @@ if ! need patch; then
     echo "==> installing Debian package: patch (Autobahn's setup applies a patch)"
     apt-get update -qq && apt-get install -y -qq patch >/dev/null
 fi
-if ! need openssl || ! need keytool; then
-    echo "==> installing Debian packages: openssl, default-jre-headless (the TLS tests make PKCS#12 keystores with them)"
-    apt-get update -qq && apt-get install -y -qq openssl default-jre-headless >/dev/null
+if ! need openssl || ! need keytool || ! need curl; then
+    echo "==> installing Debian packages: openssl, default-jre-headless (the TLS tests make PKCS#12 keystores with them), curl (a real client of the login, limit and registry tests)"
+    apt-get update -qq && apt-get install -y -qq openssl default-jre-headless curl >/dev/null
 fi
 
 echo "==> cargo build --release"
