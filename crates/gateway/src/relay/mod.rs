@@ -165,18 +165,33 @@ mod tests {
 
     use super::peer::tcp_pair;
     use super::*;
-    use crate::session::{SessionInfo, SessionTable};
+    use crate::session::{OpenSession, SessionInfo, SessionTable};
 
     const SESSION_KEY: [u8; 4] = [1, 2, 3, 4];
 
-    fn info() -> SessionInfo {
-        SessionInfo {
-            client_address: "127.0.0.1:1".parse().unwrap(),
-            gateway_path: "/svc/ws/v1".into(),
-            service_url: "ws://127.0.0.1:2/ws".into(),
-            service_id: Arc::from("svc"),
-            instance_id: Arc::from("127.0.0.1:2"),
-            subprotocol: None,
+    /// Both peers of a session on loopback sockets, and its entry in a session table.
+    struct Setup {
+        client: Peer,
+        client_remote: TcpStream,
+        service: Peer,
+        service_remote: TcpStream,
+        session: OpenSession,
+    }
+
+    impl Setup {
+        async fn new() -> Setup {
+            let ((client, client_remote), (service, service_remote)) = (tcp_pair().await, tcp_pair().await);
+            let table = SessionTable::new(1);
+            let info = SessionInfo {
+                client_address: "127.0.0.1:1".parse().unwrap(),
+                gateway_path: "/svc/ws/v1".into(),
+                service_url: "ws://127.0.0.1:2/ws".into(),
+                service_id: Arc::from("svc"),
+                instance_id: Arc::from("127.0.0.1:2"),
+                subprotocol: None,
+            };
+            let session = table.open(table.next_id(), info);
+            Setup { client, client_remote, service, service_remote, session }
         }
     }
 
@@ -208,9 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_session_is_closed_on_both_sides() {
-        let ((client, mut client_remote), (service, mut service_remote)) = (tcp_pair().await, tcp_pair().await);
-        let table = SessionTable::new(1);
-        let session = table.open(table.next_id(), info());
+        let Setup { client, mut client_remote, service, mut service_remote, session } = Setup::new().await;
         let limits = Limits { max_frame_size: 1 << 20, idle_timeout: Some(Duration::from_millis(200)), ping_interval: None };
         let pool = BufferPool::default();
         let started = Instant::now();
@@ -233,9 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stopping_gateway_closes_both_peers_and_waits_for_their_closes() {
-        let ((client, mut client_remote), (service, mut service_remote)) = (tcp_pair().await, tcp_pair().await);
-        let table = SessionTable::new(1);
-        let session = table.open(table.next_id(), info());
+        let Setup { client, mut client_remote, service, mut service_remote, session } = Setup::new().await;
         let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
         let pool = BufferPool::default();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -255,9 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn quiet_peers_get_pings_and_a_silent_session_without_idle_timeout_stays_open() {
-        let ((client, mut client_remote), (service, mut service_remote)) = (tcp_pair().await, tcp_pair().await);
-        let table = SessionTable::new(1);
-        let session = table.open(table.next_id(), info());
+        let Setup { client, mut client_remote, service, mut service_remote, session } = Setup::new().await;
         let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: Some(Duration::from_millis(20)) };
         let pool = BufferPool::default();
         let peers = async {
