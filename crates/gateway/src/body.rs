@@ -20,7 +20,7 @@ pub fn empty() -> Body {
 }
 
 /// A plain-text answer of the gateway's own.
-pub fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+pub fn text(status: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(full(message));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

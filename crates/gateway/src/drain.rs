@@ -80,6 +80,8 @@ mod tests {
                 let _ = ended_tx.send(());
             });
         }
+        // Longer than a task takes once told: none gets past its wait before the stop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(ended.try_recv().is_err(), "nothing ends before the stop");
         assert_eq!(drain.stop(Duration::from_secs(5)).await, 0);
         for _ in 0..3 {

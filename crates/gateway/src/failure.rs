@@ -114,10 +114,8 @@ impl Failure {
     /// (the service's, or the gateway's own `Basic realm="wsgate"`).
     pub fn response(&self) -> Response<Body> {
         let (_, reason) = self.close();
-        let mut response = Response::new(body::full(format!("{reason}\n")));
-        *response.status_mut() = self.status();
+        let mut response = body::text(self.status(), format!("{reason}\n"));
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         match self {
             Failure::Connect(ConnectError { cause: ConnectCause::Refusal(ServiceRefusal::Status { www_authenticate: Some(challenge), .. }), .. }) => {
                 headers.insert(header::WWW_AUTHENTICATE, challenge.clone());

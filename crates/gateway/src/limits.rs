@@ -126,11 +126,6 @@ impl SessionLimits {
         SessionLimits { inner: Arc::new(inner) }
     }
 
-    /// The total limit in force.
-    pub fn max_sessions(&self) -> usize {
-        self.inner.max_sessions
-    }
-
     /// Counts a new session from `client` to `service` when every limit allows it.
     ///
     /// # Errors
@@ -314,6 +309,7 @@ mod tests {
         assert_eq!(sessions_for_files(50), 1);
         // RLIM_INFINITY.
         assert!(sessions_for_files(u64::MAX) > 1 << 30);
-        assert!(SessionLimits::new(&LimitsConfig { max_sessions: None, max_sessions_per_client: 1, max_sessions_per_service: None }).max_sessions() >= 1);
+        let derived = SessionLimits::new(&LimitsConfig { max_sessions: None, max_sessions_per_client: 1, max_sessions_per_service: None });
+        assert_eq!(derived.inner.max_sessions, sessions_for_files(open_file_limit().unwrap()));
     }
 }

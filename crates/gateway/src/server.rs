@@ -103,10 +103,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The `X-Forwarded-*` facts of a request from `client`.
-    pub(crate) fn forwarded<B>(&self, client: SocketAddr, request: &Request<B>) -> Forwarded {
+    /// The `X-Forwarded-*` facts of a request from `client`, with the token the service gets
+    /// ([`Guard::admit`]).
+    pub(crate) fn forwarded<B>(&self, client: SocketAddr, request: &Request<B>, service_token: Option<String>) -> Forwarded {
         let proto = if self.tls.is_some() { "https" } else { "http" };
-        Forwarded { client, proto, host: request.headers().get(header::HOST).cloned(), port: self.port, service_token: None }
+        Forwarded { client, proto, host: request.headers().get(header::HOST).cloned(), port: self.port, service_token }
     }
 }
 
@@ -416,7 +417,7 @@ async fn forward_http(shared: &Shared, request: Request<Incoming>, client: Socke
             return Err(refusal.into());
         }
     };
-    let forwarded = Forwarded { service_token, ..shared.forwarded(client, &request) };
+    let forwarded = shared.forwarded(client, &request, service_token);
     shared.proxy.forward(request, &shared.picker, &resolved, &forwarded).await
 }
 

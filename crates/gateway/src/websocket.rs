@@ -17,7 +17,7 @@ use crate::balance::{Lease, Tried};
 use crate::body::{self, Body};
 use crate::config::ErrorMode;
 use crate::failure::{self, Failure};
-use crate::handshake::{self, Forwarded, Offer};
+use crate::handshake::{self, Offer};
 use crate::limits::Admission;
 use crate::relay::{self, Direction, Limits, Peer};
 use crate::server::Shared;
@@ -82,7 +82,7 @@ async fn connect(shared: &Shared, request: &Request<Incoming>, offer: &Offer, cl
     // Before any connection to a service, and before bcrypt: a refused client costs neither.
     let admission = shared.limits.admit(client.ip(), &resolved.service.service.id)?;
     let service_token = shared.guard.admit(request.headers(), &resolved.service.service).await?;
-    let forwarded = Forwarded { service_token, ..shared.forwarded(client, request) };
+    let forwarded = shared.forwarded(client, request, service_token);
     let mut tried = Tried::default();
     let mut retries = 0;
     let mut last_error = None;

@@ -212,12 +212,10 @@ pub fn reject(error: HandshakeError) -> Response<Body> {
         HandshakeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
         _ => StatusCode::BAD_REQUEST,
     };
-    let mut response = Response::new(body::full(format!("{error}\n")));
-    *response.status_mut() = status;
+    let mut response = body::text(status, format!("{error}\n"));
     if status == StatusCode::UPGRADE_REQUIRED {
         response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
     }
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 

@@ -111,14 +111,13 @@ where
     let (ask_client_pump, client_pump_inbox) = oneshot::channel();
     // The pumps live here and their futures borrow them: a future that owned its pump would hold it
     // twice (rust-lang/rust#62958), which costs every session a few hundred bytes.
-    let common = Common::default();
-    let keepalive = Keepalive::new(limits);
-    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, *limits, pool, &common);
-    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, *limits, pool, &common);
-    let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump, keepalive.as_deref());
-    let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump, keepalive.as_deref());
+    let common = Common { keepalive: Keepalive::new(limits), ..Common::default() };
+    let mut upstream_pump = Pump::new(Direction::ClientToService, (&mut client_reader, &mut service_writer), Some(mask), &session.from_client, limits.max_frame_size, pool, &common);
+    let mut downstream_pump = Pump::new(Direction::ServiceToClient, (&mut service_reader, &mut client_writer), None, &session.to_client, limits.max_frame_size, pool, &common);
+    let upstream = upstream_pump.run(client_pump_inbox, ask_service_pump);
+    let downstream = downstream_pump.run(service_pump_inbox, ask_client_pump);
     // Boxed like the keep-alive itself: a session without one carries no timer in its task.
-    let mut watch = keepalive.as_deref().map(|keepalive| Box::pin(keepalive.watch(session, &common.requests)));
+    let mut watch = common.keepalive.as_deref().map(|keepalive| Box::pin(keepalive.watch(session, &common.requests)));
     let stop = stop_when(stopping, &common.requests);
     tokio::pin!(upstream, downstream, stop);
     // When one direction has ended, the other only has its half of the close left to do. The
@@ -129,7 +128,7 @@ where
     let (up, down) = tokio::select! {
         up = &mut upstream => (Some(up), Box::pin(tokio::time::timeout(LINGER, downstream)).await.ok()),
         down = &mut downstream => (Box::pin(tokio::time::timeout(LINGER, upstream)).await.ok(), Some(down)),
-        never = keepalive::watch_if_any(&mut watch), if watch.is_some() => match never {},
+        never = keepalive::watch_if_any(&mut watch) => match never {},
         never = &mut stop => match never {},
     };
     debug!(client_to_service = ?up.unwrap_or(End::Abandoned), service_to_client = ?down.unwrap_or(End::Abandoned), "session ended");
@@ -142,6 +141,9 @@ struct Common {
     inputs_ended: AtomicU8,
     /// What the gateway asks of each pump on its own.
     requests: Requests,
+    /// The session's keep-alive, when `idleTimeout` or `pingInterval` is set: it raises pings and
+    /// idle closes in `requests`, and says what an idle close is.
+    keepalive: Option<Box<Keepalive>>,
 }
 
 /// Once the future `stopping` makes completes, asks both pumps to close their outputs, and wakes

@@ -9,10 +9,10 @@ use tracing::{debug, trace};
 use wsgate_frame::{encode_close, FrameScanner, Origin, MAX_CLOSE_FRAME_LEN};
 
 use super::buffer::{BufferPool, RelayBuffer};
-use super::keepalive::{encode_ping, fresh_mask, Keepalive, MAX_PING_FRAME_LEN};
+use super::keepalive::{encode_ping, fresh_mask, MAX_PING_FRAME_LEN};
 use super::request::Request;
 use super::peer::Writer;
-use super::{Common, Direction, Limits, LINGER};
+use super::{Common, Direction, LINGER};
 use crate::failure::{self, Close};
 use crate::session::Traffic;
 
@@ -78,7 +78,7 @@ where
         (reader, writer): (&'a mut R, &'a mut W),
         mask: Option<[u8; 4]>,
         traffic: &'a Traffic,
-        limits: Limits,
+        max_frame_size: u64,
         pool: &'a BufferPool,
         common: &'a Common,
     ) -> Self {
@@ -92,7 +92,7 @@ where
             writer,
             mask,
             traffic,
-            scanner: FrameScanner::new(origin, limits.max_frame_size),
+            scanner: FrameScanner::new(origin, max_frame_size),
             buffer: RelayBuffer::new(pool),
             close_seen: false,
             common,
@@ -103,7 +103,7 @@ where
     /// (through `inbox`) for a close on this pump's output, or the gateway asks for one (the
     /// session's `keepalive` found it idle, or the gateway stops). Asks the other direction through
     /// `outbox` when its output must be closed. Sends the pings the keep-alive asks for.
-    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>, keepalive: Option<&Keepalive>) -> End {
+    pub(super) async fn run(&mut self, inbox: oneshot::Receiver<Close>, outbox: oneshot::Sender<Close>) -> End {
         let direction = self.direction.label();
         // The reference is copied out, so that polling the requests does not borrow the pump.
         let common = self.common;
@@ -123,7 +123,7 @@ where
                     return End::Stopped;
                 }
                 request = common.requests.next(self.direction) => {
-                    let (close, end) = match (request, keepalive) {
+                    let (close, end) = match (request, common.keepalive.as_deref()) {
                         (Request::Ping, _) => match self.ping().await {
                             Ok(()) => continue,
                             Err(error) => return self.output_failed(error, outbox).await,
@@ -319,13 +319,12 @@ mod tests {
         let (delivered, mut seen) = watch::channel(Vec::new());
         let mut output = Holding { pending: Vec::new(), delivered };
         let (traffic, pool, common) = (Traffic::default(), BufferPool::default(), Common::default());
-        let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
-        let mut pump = Pump::new(Direction::ServiceToClient, (&mut input, &mut output), None, &traffic, limits, &pool, &common);
+        let mut pump = Pump::new(Direction::ServiceToClient, (&mut input, &mut output), None, &traffic, 1 << 20, &pool, &common);
         let (_ask, inbox) = oneshot::channel();
         let (outbox, _asked) = oneshot::channel();
         let frame = b"\x81\x05hello";
         service.write_all(frame).await.unwrap();
-        let run = pump.run(inbox, outbox, None);
+        let run = pump.run(inbox, outbox);
         tokio::pin!(run);
         // The service sends nothing more: the frame must reach the client all the same.
         let arrived = tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|delivered| delivered.len() == frame.len()));
@@ -341,8 +340,7 @@ mod tests {
         let (mut output, mut remote) = tcp_pair().await;
         let ((mut reader, _), (_, mut writer)) = (input.split(), output.split());
         let (traffic, pool, common) = (Traffic::default(), BufferPool::default(), Common::default());
-        let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
-        let mut pump = Pump::new(Direction::ServiceToClient, (&mut reader, &mut writer), None, &traffic, limits, &pool, &common);
+        let mut pump = Pump::new(Direction::ServiceToClient, (&mut reader, &mut writer), None, &traffic, 1 << 20, &pool, &common);
         // The header and 3 bytes of a 10-byte frame have been forwarded: no room for a ping.
         pump.scanner.scan(&[0x81, 10, b'a', b'b', b'c']);
         pump.ping().await.unwrap();
@@ -363,9 +361,8 @@ mod tests {
         let (mut output, mut remote) = tcp_pair().await;
         let ((mut reader, _), (_, mut writer)) = (input.split(), output.split());
         let (traffic, pool, common) = (Traffic::default(), BufferPool::default(), Common::default());
-        let limits = Limits { max_frame_size: 1 << 20, idle_timeout: None, ping_interval: None };
         let session_key = [1, 2, 3, 4];
-        let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), Some(session_key), &traffic, limits, &pool, &common);
+        let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), Some(session_key), &traffic, 1 << 20, &pool, &common);
         pump.ping().await.unwrap();
         pump.ping().await.unwrap();
         pump.writer.shutdown().await.unwrap();

@@ -7,7 +7,7 @@ use wsgate_frame::{encode_close, MAX_CLOSE_FRAME_LEN};
 use super::buffer::BufferPool;
 use super::peer::Peer;
 use super::pump::Pump;
-use super::{Common, Direction, Limits, LINGER};
+use super::{Common, Direction, LINGER};
 use crate::failure::Close;
 use crate::session::Traffic;
 
@@ -16,11 +16,10 @@ use crate::session::Traffic;
 pub async fn refuse(mut client: Peer, close: Close) {
     let (mut reader, mut writer) = client.split();
     let traffic = Traffic::default();
-    let limits = Limits { max_frame_size: u64::MAX, idle_timeout: None, ping_interval: None };
     // A pump that reads the client's frames and whose output is the client itself.
     let pool = BufferPool::default();
     let common = Common::default();
-    let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), None, &traffic, limits, &pool, &common);
+    let mut pump = Pump::new(Direction::ClientToService, (&mut reader, &mut writer), None, &traffic, u64::MAX, &pool, &common);
     pump.close_output(close).await;
     pump.discard_until_close().await;
 }
