@@ -99,7 +99,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             let flag = match state_dir {
                 None => None,
                 Some(dir) => {
-                    let dir = std::path::absolute(&dir).map_err(|error| Failure::Usage(format!("--state-dir {}: {error}", dir.display())))?;
+                    let dir = absolute_state_dir(&dir)?;
                     let dir = dir.into_os_string().into_string().map_err(|dir| Failure::Usage(format!("--state-dir {}: not valid UTF-8", dir.display())))?;
                     Some(("SERVER_STATEDIR".to_owned(), dir))
                 }
@@ -122,10 +122,15 @@ async fn run(command: Command) -> Result<(), Failure> {
                 None => default_state_dir().ok_or_else(|| Failure::Usage("neither XDG_STATE_HOME nor HOME is set: give --state-dir".to_owned()))?,
             };
             // Absolute, so that the paths printed for clients work from any folder.
-            let state_dir = std::path::absolute(&state_dir).map_err(|error| Failure::Usage(format!("--state-dir {}: {error}", state_dir.display())))?;
+            let state_dir = absolute_state_dir(&state_dir)?;
             demo::run(address, port, registry_port, &state_dir).await
         }
     }
+}
+
+/// `--state-dir` made absolute: a path on the command line is relative to the working folder.
+fn absolute_state_dir(dir: &std::path::Path) -> Result<PathBuf, Failure> {
+    std::path::absolute(dir).map_err(|error| Failure::Usage(format!("--state-dir {}: {error}", dir.display())))
 }
 
 /// `$XDG_STATE_HOME/wsgate/demo`, or `~/.local/state/wsgate/demo` (the XDG default).

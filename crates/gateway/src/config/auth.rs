@@ -12,7 +12,7 @@ use tracing::warn;
 use wsgate_registry::AllowList;
 
 use super::raw::{RawAuth, RawJwt};
-use super::{invalid, units, ConfigError};
+use super::{invalid, relative_file, units, ConfigError};
 use crate::auth::Htpasswd;
 
 /// The default `server.auth.cacheTtl`.
@@ -71,19 +71,11 @@ impl Default for AuthConfig {
 pub(super) fn auth(raw: RawAuth, base: &Path, state_dir: &Path) -> Result<AuthConfig, ConfigError> {
     const HTPASSWD: &str = "server.auth.htpasswd";
     const ADMIN_USERS: &str = "server.auth.adminUsers";
-    let htpasswd = match raw.htpasswd.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(name) => Some(Htpasswd::load(&base.join(name)).map_err(|error| invalid(HTPASSWD, error.to_string()))?),
+    let htpasswd = match relative_file(raw.htpasswd.as_deref(), base) {
+        None => None,
+        Some(path) => Some(Htpasswd::load(&path).map_err(|error| invalid(HTPASSWD, error.to_string()))?),
     };
-    let admin_users = match (raw.admin_users, &htpasswd) {
-        (None, _) => None,
-        (Some(_), None) => return Err(invalid(ADMIN_USERS, format!("needs {HTPASSWD}, the file their passwords are in, which is not set"))),
-        (Some(users), Some(_)) if users.is_empty() => return Err(invalid(ADMIN_USERS, "lists no user".into())),
-        (Some(users), Some(file)) => match users.iter().find(|user| !file.contains(user)) {
-            Some(unknown) => return Err(invalid(ADMIN_USERS, format!("user `{unknown}` is not in the {HTPASSWD} file"))),
-            None => Some(users),
-        },
-    };
+    let admin_users = htpasswd_users(ADMIN_USERS, raw.admin_users, htpasswd.as_ref())?;
     let admin_allow = match raw.admin_allow {
         Some(entries) => AllowList::parse(&entries).map_err(|error| invalid("server.auth.adminAllow", error.to_string()))?,
         None if admin_users.is_some() => AllowList::parse(&["0.0.0.0/0", "::/0"]).map_err(|error| invalid("server.auth.adminAllow", error.to_string()))?,
@@ -98,6 +90,20 @@ pub(super) fn auth(raw: RawAuth, base: &Path, state_dir: &Path) -> Result<AuthCo
         Some(_) => Some(jwt(raw.jwt, base, state_dir)?),
     };
     Ok(AuthConfig { htpasswd, admin_users, admin_allow, cache_ttl, jwt })
+}
+
+/// The users a list `key` names, each of which must be in `htpasswd` (`server.auth.htpasswd`); `None`
+/// when the list is not set.
+pub(super) fn htpasswd_users(key: &str, users: Option<Vec<String>>, htpasswd: Option<&Htpasswd>) -> Result<Option<Vec<String>>, ConfigError> {
+    match (users, htpasswd) {
+        (None, _) => Ok(None),
+        (Some(_), None) => Err(invalid(key, "needs server.auth.htpasswd, the file their passwords are in, which is not set".into())),
+        (Some(users), Some(_)) if users.is_empty() => Err(invalid(key, "lists no user".into())),
+        (Some(users), Some(file)) => match users.iter().find(|user| !file.contains(user)) {
+            Some(unknown) => Err(invalid(key, format!("user `{unknown}` is not in the server.auth.htpasswd file"))),
+            None => Ok(Some(users)),
+        },
+    }
 }
 
 /// Validates `server.auth.jwt.*` and reads the signing key: `keyFile`, else the generated

@@ -7,7 +7,8 @@ use std::time::Duration;
 use wsgate_registry::{AllowList, ClientConfig, RegistryConfig};
 
 use super::raw::{RawEmbedded, RawEmbeddedSsl, RawEureka, Scalar};
-use super::{invalid, units, ConfigError};
+use super::auth::htpasswd_users;
+use super::{invalid, relative_file, units, ConfigError};
 use crate::auth::Htpasswd;
 use crate::tls::client::{ServiceTlsSettings, TrustStoreKeys, SERVICE_TRUST_STORE};
 use crate::tls::registry::{ClientAuth, RegistryTls, TrustStore};
@@ -93,22 +94,9 @@ pub(super) fn embedded(raw: RawEmbedded, state_dir: &Path, htpasswd: Option<&Htp
         eviction_interval,
         ..defaults
     };
-    let users = match (raw.users, htpasswd) {
-        (None, _) => None,
-        (Some(_), None) => return Err(invalid(USERS, "needs server.auth.htpasswd, the file their passwords are in, which is not set".into())),
-        (Some(users), Some(_)) if users.is_empty() => return Err(invalid(USERS, "lists no user".into())),
-        (Some(users), Some(file)) => match users.iter().find(|user| !file.contains(user)) {
-            Some(unknown) => return Err(invalid(USERS, format!("user `{unknown}` is not in the server.auth.htpasswd file"))),
-            None => Some(users),
-        },
-    };
+    let users = htpasswd_users(USERS, raw.users, htpasswd)?;
     let tls = registry_tls(raw.ssl, ssl)?;
     Ok(Some(EmbeddedRegistry { port: raw.port.unwrap_or(DEFAULT_REGISTRY_PORT), registry, users, tls }))
-}
-
-/// `name` resolved against `base`; `None` when not set or blank.
-fn relative_file(name: Option<&str>, base: &Path) -> Option<std::path::PathBuf> {
-    name.map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name))
 }
 
 /// Validates `discovery.embedded.ssl.*`; `None` when `enabled` is not true (plain HTTP).

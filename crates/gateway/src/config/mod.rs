@@ -291,10 +291,7 @@ impl Config {
             }
         }
         let load_balancing = load_balancing(&raw.server.load_balancing)?;
-        let state_dir = match raw.server.state_dir.as_deref().map(str::trim) {
-            None | Some("") => base.to_owned(),
-            Some(dir) => base.join(dir),
-        };
+        let state_dir = relative_file(raw.server.state_dir.as_deref(), base).unwrap_or_else(|| base.to_owned());
         let auth = auth::auth(raw.server.auth, base, &state_dir)?;
         let services = raw.services.into_iter().enumerate().map(|(i, s)| service(i, s)).collect::<Result<_, _>>()?;
         let gateway_ssl = discovery::GatewaySsl { certificate: tls.is_some(), services: &service_tls, config_dir: base };
@@ -319,6 +316,12 @@ impl Config {
     }
 }
 
+/// `name` resolved against `base` (a relative name; an absolute one stays as it is); `None` when not
+/// set or blank.
+fn relative_file(name: Option<&str>, base: &Path) -> Option<PathBuf> {
+    name.map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name))
+}
+
 /// The TLS identity files when `server.ssl.enabled` (the default) is true: PEM files or a PKCS#12 keystore,
 /// never both.
 fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigError> {
@@ -338,7 +341,7 @@ fn tls_files(ssl: &raw::RawSsl, base: &Path) -> Result<Option<TlsFiles>, ConfigE
 /// The files of one identity from its keys (`keys`, whose values are `certificate`, `key` and
 /// `key_store`, and `password`): PEM files or a PKCS#12 keystore, never both; `None` when none is set.
 fn identity_files(keys: IdentityKeys, [certificate, key, key_store]: [&Option<String>; 3], password: &Option<raw::Scalar>, base: &Path) -> Result<Option<TlsFiles>, ConfigError> {
-    let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
+    let file = |value: &Option<String>| relative_file(value.as_deref(), base);
     let password = password.clone().map(|raw::Scalar(text)| Password::new(text));
     match (file(certificate), file(key), file(key_store), password) {
         (None, None, None, None) => Ok(None),
@@ -354,7 +357,7 @@ fn identity_files(keys: IdentityKeys, [certificate, key, key_store]: [&Option<St
 
 /// The keys of TLS towards services. The client certificate and its key go together.
 fn service_tls(ssl: &raw::RawSsl, base: &Path) -> Result<ServiceTlsSettings, ConfigError> {
-    let file = |value: &Option<String>| value.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(|name| base.join(name));
+    let file = |value: &Option<String>| relative_file(value.as_deref(), base);
     let client_identity = identity_files(CLIENT_IDENTITY, [&ssl.client_certificate, &ssl.client_certificate_key, &ssl.client_key_store], &ssl.client_key_store_password, base)?;
     let verification = if ssl.verify_services == Some(false) { Verification::Off } else { Verification::On };
     let trust_store_password = ssl.trust_store_password.clone().map(|raw::Scalar(text)| Password::new(text));

@@ -25,8 +25,6 @@ use tracing::{info, warn};
 use super::pkcs12::{self, Pkcs12Error};
 use super::{load_certificates, load_identity, Password, TlsError, TlsFiles, CLIENT_IDENTITY};
 
-const TRUST_STORE_KEY: &str = "server.ssl.trustStore";
-const TRUST_STORE_PASSWORD_KEY: &str = "server.ssl.trustStorePassword";
 /// `server.ssl.verifyServices`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
@@ -109,7 +107,7 @@ impl ServiceTls {
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions().map_err(ServiceTlsError::Provider)?;
         let builder = match (settings.verification, &settings.trust_store) {
             (Verification::On, Some(path)) => {
-                let roots = trust_anchors(path, settings.trust_store_password.as_ref())?;
+                let roots = trust_anchors(SERVICE_TRUST_STORE, path, settings.trust_store_password.as_ref())?;
                 info!(trust_store = %path.display(), certificates = roots.len(), "TLS towards services trusts the CA certificates of server.ssl.trustStore");
                 builder.with_root_certificates(roots)
             }
@@ -159,26 +157,18 @@ pub struct TrustStoreKeys {
 }
 
 /// `server.ssl.trustStore` and `server.ssl.trustStorePassword`.
-pub const SERVICE_TRUST_STORE: TrustStoreKeys = TrustStoreKeys { store: TRUST_STORE_KEY, password: TRUST_STORE_PASSWORD_KEY };
+pub const SERVICE_TRUST_STORE: TrustStoreKeys = TrustStoreKeys { store: "server.ssl.trustStore", password: "server.ssl.trustStorePassword" };
 
-/// The trust anchors of the trust store at `path`: a PEM bundle of CA certificates, or a PKCS#12 file
-/// (as Zowe's truststores are) read with `password` (none: the empty password).
+/// The trust anchors of the trust store at `path`, named by the config keys `keys` in its errors: a
+/// PEM bundle of CA certificates, or a PKCS#12 file (as Zowe's truststores are) read with `password`
+/// (none: the empty password).
 ///
 /// # Errors
 ///
-/// [`ServiceTlsError`] naming `server.ssl.trustStore` (or `trustStorePassword`) and `path` when the
-/// file cannot be read, holds no certificate, is a PKCS#12 file the password does not open, or holds
-/// a certificate that cannot be a trust anchor.
-pub fn trust_anchors(path: &Path, password: Option<&Password>) -> Result<RootCertStore, ServiceTlsError> {
-    trust_anchors_of(SERVICE_TRUST_STORE, path, password)
-}
-
-/// [`trust_anchors`] of a trust store named by the config keys `keys`, which its errors name.
-///
-/// # Errors
-///
-/// As [`trust_anchors`], naming `keys`.
-pub fn trust_anchors_of(keys: TrustStoreKeys, path: &Path, password: Option<&Password>) -> Result<RootCertStore, ServiceTlsError> {
+/// [`ServiceTlsError`] naming `keys.store` (or `keys.password`) and `path` when the file cannot be read,
+/// holds no certificate, is a PKCS#12 file the password does not open, or holds a certificate that
+/// cannot be a trust anchor.
+pub fn trust_anchors(keys: TrustStoreKeys, path: &Path, password: Option<&Password>) -> Result<RootCertStore, ServiceTlsError> {
     // A PKCS#12 file is DER, a SEQUENCE (0x30); PEM is text.
     let certificates = if std::fs::read(path).is_ok_and(|bytes| bytes.first() == Some(&0x30)) {
         let store = pkcs12::load(path, password.map_or("", |password| password.0.as_str())).map_err(|source| {
@@ -240,7 +230,7 @@ mod tests {
         let der = file("truststore.p12", &[0x30, 0x82, 0x01, 0x00, 0xff, 0x00, b'\n', 0x80]);
         let text = file("truststore.txt", b"no certificate here\n");
         for (path, says) in [(&der, "not a PKCS#12 keystore"), (&text, "no valid PEM certificate")] {
-            let error = trust_anchors(path, None).unwrap_err().to_string();
+            let error = trust_anchors(SERVICE_TRUST_STORE, path, None).unwrap_err().to_string();
             let _ = std::fs::remove_file(path);
             assert!(error.starts_with("server.ssl.trustStore: ") && error.contains(&*path.to_string_lossy()), "{error}");
             assert!(error.contains(says), "{error}");

@@ -12,7 +12,7 @@ use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::ServerConfig;
 use thiserror::Error;
 
-use super::client::{trust_anchors_of, ServiceTlsError, TrustStoreKeys};
+use super::client::{trust_anchors, ServiceTlsError, TrustStoreKeys};
 use super::{Password, ServerIdentity};
 
 /// The CA certificates client certificates must chain to.
@@ -94,7 +94,7 @@ pub fn server_config(identity: Arc<ServerIdentity>, tls: &RegistryTls) -> Result
     let builder = match &tls.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Want(store) | ClientAuth::Need(store) => {
-            let roots = trust_anchors_of(store.keys, &store.path, store.password.as_ref())?;
+            let roots = trust_anchors(store.keys, &store.path, store.password.as_ref())?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if matches!(tls.client_auth, ClientAuth::Want(_)) { verifier.allow_unauthenticated() } else { verifier };
             let verifier = verifier.build().map_err(|source| RegistryTlsError::Verifier { key: store.keys.store, path: store.path.clone(), source })?;
