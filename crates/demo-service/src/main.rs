@@ -93,7 +93,7 @@ async fn run(args: Args) -> Result<(), DemoError> {
     };
     // Asked-for TLS that would not be used is an error, not a silent plain registration.
     let asks_tls = args.registry_ca.is_some() || args.registry_cert.is_some();
-    if asks_tls && !args.eureka_url.as_deref().is_some_and(|url| url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))) {
+    if asks_tls && !args.eureka_url.as_deref().is_some_and(wsgate_registry::client::is_https) {
         return Err(RegistryTlsError::NotHttps.into());
     }
     // The files first: a wrong path is reported before the port is taken.

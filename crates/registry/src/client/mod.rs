@@ -33,7 +33,7 @@ pub use register::{InstanceDescription, Lease, RegisterError, Registration};
 pub use tls::{system_roots, tls_config};
 
 use endpoints::Endpoints;
-pub use service_url::redacted;
+pub use service_url::{is_https, redacted};
 use service_url::ServiceUrl;
 use fetch::{Reply, Transport};
 

@@ -30,13 +30,14 @@ impl ServiceUrl {
     /// `http[s]://[USER:PASSWORD@]HOST[:PORT][/PATH]`.
     pub(crate) fn parse(url: &str) -> Result<ServiceUrl, ConfigError> {
         let trimmed = url.trim().trim_end_matches('/');
-        let (credential, rest) = split_credential(trimmed);
         let invalid = |reason| ConfigError::InvalidUrl { url: redacted(trimmed), reason };
         // The scheme in lower case, the credential taken out.
-        let base = match (&credential, strip_scheme(trimmed)) {
-            (Some(_), Some((scheme, _))) => format!("{scheme}://{rest}"),
-            (None, Some((scheme, after_scheme))) => format!("{scheme}://{after_scheme}"),
-            (_, None) => trimmed.to_owned(),
+        let (credential, base) = match strip_scheme(trimmed) {
+            Some((scheme, after_scheme)) => {
+                let (credential, rest) = split_credential(after_scheme);
+                (credential, format!("{scheme}://{rest}"))
+            }
+            None => (None, trimmed.to_owned()),
         };
         let uri: http::Uri = base.parse().map_err(|_| invalid("not a URL"))?;
         // What was not taken out as a credential must not reach requests or logs as part of the URL.
@@ -59,15 +60,19 @@ impl ServiceUrl {
 
     /// Whether requests to this URL go over TLS.
     pub(crate) fn is_https(&self) -> bool {
-        strip_scheme(&self.base).is_some_and(|(scheme, _)| scheme == "https")
+        is_https(&self.base)
     }
 }
 
-/// The credential of `http[s]://USER:PASSWORD@REST`, percent-decoded, and REST; `None` and the whole
-/// URL when it has no user information.
-fn split_credential(url: &str) -> (Option<Result<Credentials, &'static str>>, &str) {
-    let Some((_, after_scheme)) = strip_scheme(url) else { return (None, url) };
-    let Some(at) = userinfo_end(after_scheme) else { return (None, url) };
+/// Whether `url` is an `https://` URL, whatever the scheme's case.
+pub fn is_https(url: &str) -> bool {
+    strip_scheme(url.trim()).is_some_and(|(scheme, _)| scheme == "https")
+}
+
+/// The credential of `USER:PASSWORD@REST` (what follows a URL's `://`), percent-decoded, and REST;
+/// `None` and all of it when it has no user information.
+fn split_credential(after_scheme: &str) -> (Option<Result<Credentials, &'static str>>, &str) {
+    let Some(at) = userinfo_end(after_scheme) else { return (None, after_scheme) };
     let (userinfo, rest) = (&after_scheme[..at], &after_scheme[at + 1..]);
     let credential = userinfo
         .split_once(':')
