@@ -652,6 +652,26 @@ def read_http_head(sock: socket.socket, timeout: float = 10.0) -> HttpResponse:
     return HttpResponse(int(m.group(1)), m.group(2) or "", headers, rest)
 
 
+def basic(user: str, password: str) -> str:
+    """The `Authorization` value of a Basic credential."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def write_htpasswd(path: Path, users: dict[str, str], cost: int = 4) -> Path:
+    """An htpasswd file at `path` with a bcrypt entry (of `cost`) per user and password."""
+    import bcrypt
+
+    path.write_text("".join(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()}\n" for user, password in users.items()))
+    return path
+
+
+def presented_certificate(port: int, context, server_hostname: str = HOST) -> bytes:
+    """The DER certificate a new TLS handshake with HOST:`port` presents, verified with the ssl `context`."""
+    with socket.create_connection((HOST, port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=server_hostname) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
 def exchange(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
              context=None, source: str | None = None, timeout: float = 20.0) -> tuple[int, list[tuple[str, str]], bytes]:
     """One request to HOST:`port` on a connection of its own (https verified with the ssl `context` when

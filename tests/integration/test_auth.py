@@ -7,7 +7,6 @@ shown to have contacted no service.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import re
@@ -19,6 +18,7 @@ import bcrypt
 import pytest
 from websockets.exceptions import InvalidStatus
 
+import support
 from support import (
     exchange,
     header,
@@ -57,8 +57,7 @@ ORIGINS = ["https://app.example.com", "http://localhost:8080"]
 
 
 def basic(user: str, password: str | None = None) -> str:
-    password = USERS[user][0] if password is None else password
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return support.basic(user, USERS[user][0] if password is None else password)
 
 
 def htpasswd_line(user: str, password: str, cost: int, prefix: str = "$2b$") -> str:

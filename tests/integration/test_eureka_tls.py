@@ -17,7 +17,6 @@ import ssl
 import subprocess
 import urllib.parse
 
-import bcrypt
 import pytest
 import trustme
 
@@ -80,8 +79,7 @@ def cluster(log_dir, pki):
 def basic_cluster(log_dir, pki):
     """Gateway A': its registry on https, no client certificate asked for, every request needing the
     Basic credential of alice."""
-    users = pki / "registry-users.htpasswd"
-    users.write_text(f"alice:{bcrypt.hashpw(b'wonderland', bcrypt.gensalt(4)).decode()}\n")
+    users = support.write_htpasswd(pki / "registry-users.htpasswd", {"alice": "wonderland"})
     config = registry_gateway_config(users=["alice"])
     config["server"]["ssl"] = {"enabled": True, "certificate": str(pki / "a.pem"), "certificateKey": str(pki / "a-key.pem")}
     config["server"]["auth"] = {"htpasswd": str(users)}
@@ -212,7 +210,7 @@ def test_a_credential_in_the_https_url_is_sent_to_a_registry_with_users(log_dir,
     trusting = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     app = "tls-basic"
     body = registration(app, f"{HOST}:{app}:{scripted.port}", scripted.port, route_metadata({"ws_v1": ("ws/v1", f"/{app}/ws")}))
-    alice = {"Authorization": "Basic YWxpY2U6d29uZGVybGFuZA==", "Content-Type": "application/json"}
+    alice = {"Authorization": support.basic("alice", "wonderland"), "Content-Type": "application/json"}
     assert http_request(f"{https_eureka(basic_cluster)}/apps/{app.upper()}", "POST", body, alice, context=trusting)[0] == 204
     good = start_gateway(log_dir, "eureka-tls-basic-good", follower_config(basic_cluster, https_eureka(basic_cluster, "alice:wonderland@"), trustStore=pki / "ca.pem"))
     wrong = start_gateway(log_dir, "eureka-tls-basic-wrong", follower_config(basic_cluster, https_eureka(basic_cluster, "alice:guess@"), trustStore=pki / "ca.pem"))

@@ -20,12 +20,12 @@ import time
 import uuid
 from datetime import datetime
 
-import bcrypt
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from support import HOST, connect, exchange, expect_close, gateway_config, header, recv, run, serve_until_exit, service, start_gateway
+import support
+from support import HOST, connect, exchange, expect_close, gateway_config, header, recv, run, serve_until_exit, service, start_gateway, write_htpasswd
 
 LOGIN = "/gateway/api/v1/auth/login"
 QUERY = "/gateway/api/v1/auth/query"
@@ -38,10 +38,7 @@ ISSUED: list[str] = []  # every token the gateway gave, for the log test
 
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("jwt-users") / "users.htpasswd"
-    lines = [f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}" for user, password in PASSWORDS.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_htpasswd(tmp_path_factory.mktemp("jwt-users") / "users.htpasswd", PASSWORDS)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +85,7 @@ def https(gateway, client_context, method: str, path: str, headers: dict[str, st
 
 
 def basic(user: str, password: str | None = None) -> str:
-    password = PASSWORDS[user] if password is None else password
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return support.basic(user, PASSWORDS[user] if password is None else password)
 
 
 def token_of_cookie(set_cookie: str) -> str:

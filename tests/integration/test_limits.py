@@ -20,7 +20,6 @@ import time
 import uuid
 
 import pytest
-import trustme
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from support import (
@@ -390,19 +389,10 @@ def quick_handshakes(log_dir, scripted):
 
 
 @pytest.fixture(scope="module")
-def tls_ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def quick_tls_handshakes(log_dir, scripted, tls_ca, tmp_path_factory):
-    path = tmp_path_factory.mktemp("limits-tls")
-    cert = tls_ca.issue_cert("127.0.0.1")
-    cert.private_key_pem.write_to_path(str(path / "key.pem"))
-    (path / "chain.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+def quick_tls_handshakes(log_dir, scripted, tls_dir):
     config = gateway_config(scripted_services(scripted))
     config["server"]["handshakeTimeout"] = "1s"
-    config["server"]["ssl"] = {"enabled": True, "certificate": str(path / "chain.pem"), "certificateKey": str(path / "key.pem")}
+    config["server"]["ssl"] = {"enabled": True, "certificate": str(tls_dir / "chain.pem"), "certificateKey": str(tls_dir / "key.pem")}
     gw = start_gateway(log_dir, "handshake-1s-tls", config)
     yield gw
     gw.child.stop()
@@ -495,9 +485,8 @@ def test_slowloris_is_cut_after_the_handshake_timeout_while_others_are_served(qu
     wait_until(lambda: open_sockets(quick_handshakes) <= before, 5, "the gateway to hold no socket of either client")
 
 
-def test_tls_handshake_and_request_head_share_the_timeout(quick_tls_handshakes, tls_ca):
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    tls_ca.configure_trust(context)
+def test_tls_handshake_and_request_head_share_the_timeout(quick_tls_handshakes, client_context):
+    context = client_context
     before = settled_sockets(quick_tls_handshakes, f"wss://{HOST}:{quick_tls_handshakes.port}", ssl=context)
     # One client never starts its TLS handshake; another completes it, then trickles its request head.
     started = time.monotonic()

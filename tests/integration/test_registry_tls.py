@@ -17,11 +17,12 @@ import ssl
 import subprocess
 from dataclasses import dataclass
 
-import bcrypt
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from support import (
+    presented_certificate,
+    write_htpasswd,
     HOST,
     LOCAL_NAMES,
     Pki,
@@ -53,9 +54,7 @@ def pki(tmp_path_factory) -> Pki:
 
 @pytest.fixture(scope="module")
 def users_file(pki):
-    path = pki.path / "registry-users.htpasswd"
-    path.write_text(f"alice:{bcrypt.hashpw(b'wonderland', bcrypt.gensalt(4)).decode()}\n")
-    return path
+    return write_htpasswd(pki.path / "registry-users.htpasswd", {"alice": "wonderland"})
 
 
 def tls_registry_config(pki: Pki, ssl_keys: dict, certificate: str = "gateway", **embedded) -> dict:
@@ -182,8 +181,16 @@ def assert_registers_and_routes(log_dir, gw, pki, app, demo, cert=None) -> None:
         py.child.stop()
 
 
-def log_has(gw, text: str) -> bool:
-    return text in gw.child.stderr_path.read_text(errors="replace")
+def log_mark(gw) -> int:
+    """Where the gateway's log ends now, for `log_has` to look only at what comes after."""
+    return gw.child.stderr_path.stat().st_size
+
+
+def log_has(gw, text: str, since: int = 0) -> bool:
+    """Whether the gateway logged `text` after the mark `since` (a module's gateway logs for every test)."""
+    with open(gw.child.stderr_path, "rb") as log:
+        log.seek(since)
+        return text in log.read().decode(errors="replace")
 
 
 # ------------------------------------------------------------------ clientAuth none
@@ -198,9 +205,10 @@ def test_py_eureka_client_registers_over_https_and_its_route_serves_a_session(gw
 
 
 def test_plain_http_to_the_https_port_fails_and_the_registry_keeps_serving(gw_none, pki):
+    mark = log_mark(gw_none)
     plain = curl(f"http://{HOST}:{gw_none.registry_port}/eureka/apps")
     assert plain.code != 0 and plain.status == 0, plain
-    assert wait_until(lambda: log_has(gw_none, f"{HANDSHAKE_FAILED} peer=127.0.0.1:"), 5, "the failed handshake in the log")
+    assert wait_until(lambda: log_has(gw_none, f"{HANDSHAKE_FAILED} peer=127.0.0.1:", mark), 5, "the failed handshake in the log")
     assert curl(apps_url(gw_none), *trusting(pki)).status == 200
     # The certificate is the gateway's: a client that does not trust its CA refuses it.
     untrusted = curl(apps_url(gw_none), "--cacert", str(pki.pem("other-ca")))
@@ -227,15 +235,17 @@ def test_tls_1_2_and_1_3_with_alpn_http_1_1(gw_none, pki, version):
 
 
 def test_need_refuses_a_client_without_a_certificate_at_the_handshake(gw_need, pki):
+    mark = log_mark(gw_need)
     answer = curl(apps_url(gw_need), *trusting(pki))
     assert answer.code != 0 and answer.status == 0, answer
-    assert wait_until(lambda: log_has(gw_need, "peer sent no certificates"), 5, "the refused handshake in the log")
+    assert wait_until(lambda: log_has(gw_need, "peer sent no certificates", mark), 5, "the refused handshake in the log")
 
 
 def test_need_refuses_a_certificate_of_another_ca(gw_need, pki):
+    mark = log_mark(gw_need)
     answer = register_with(gw_need, "stranger", *client_cert(pki, "stranger"))
     assert answer.code != 0 and answer.status == 0, answer
-    assert wait_until(lambda: log_has(gw_need, "invalid peer certificate: UnknownIssuer"), 5, "the refused certificate in the log")
+    assert wait_until(lambda: log_has(gw_need, "invalid peer certificate: UnknownIssuer", mark), 5, "the refused certificate in the log")
     listed = curl(f"{apps_url(gw_need)}/STRANGER", *client_cert(pki))
     assert listed.status == 404, listed
 
@@ -297,13 +307,6 @@ def test_the_allow_list_applies_to_certificate_holders(gw_want, pki):
 # ------------------------------------------------------------------ clientAuth want, no users; SIGHUP
 
 
-def presented_certificate(port: int, pki: Pki) -> bytes:
-    """The certificate a new TLS handshake with the registry presents (DER); the client sends none."""
-    with socket.create_connection((HOST, port), timeout=5) as raw:
-        with client_context(pki).wrap_socket(raw, server_hostname=HOST) as tls:
-            return tls.getpeercert(binary_form=True)
-
-
 def test_want_without_users_needs_a_certificate_and_sighup_renews_the_registrys_certificate(log_dir, pki, tmp_path):
     for suffix in ("pem", "key"):
         shutil.copy(pki.path / f"gateway.{suffix}", tmp_path / f"live.{suffix}")
@@ -317,11 +320,11 @@ def test_want_without_users_needs_a_certificate_and_sighup_renews_the_registrys_
 
         first = ssl.PEM_cert_to_DER_cert(pki.pem("gateway").read_text())
         second = ssl.PEM_cert_to_DER_cert(pki.pem("gateway-2").read_text())
-        assert presented_certificate(gw.registry_port, pki) == first
+        assert presented_certificate(gw.registry_port, client_context(pki)) == first
         for suffix in ("pem", "key"):
             shutil.copy(pki.path / f"gateway-2.{suffix}", tmp_path / f"live.{suffix}")
         gw.child.proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: presented_certificate(gw.registry_port, pki) == second, 10, "the registry to present the new certificate")
+        wait_until(lambda: presented_certificate(gw.registry_port, client_context(pki)) == second, 10, "the registry to present the new certificate")
         assert curl(apps_url(gw), *client_cert(pki)).status == 200
     finally:
         gw.child.stop()

@@ -20,7 +20,7 @@ import subprocess
 import pytest
 import trustme
 
-from support import HOST, binary, connect, demo_routes, gateway_config, recv, run, service, start_gateway, to_yaml, wait_until
+from support import HOST, binary, connect, demo_routes, gateway_config, presented_certificate, recv, run, service, start_gateway, to_yaml, wait_until
 from support import serve_until_exit as serve
 
 
@@ -302,13 +302,6 @@ def test_a_file_that_is_no_keystore_exits_64_naming_it(tmp_path, tls_dir):
 # ------------------------------------------------------------------ SIGHUP reload
 
 
-def presented_certificate(port: int, context: ssl.SSLContext) -> bytes:
-    """The DER certificate a new TLS handshake with the gateway presents (verified against `context`)."""
-    with socket.create_connection((HOST, port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            return tls.getpeercert(binary_form=True)
-
-
 def der(pem_path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(pem_path.read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
 
@@ -350,18 +343,18 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(form, tmp_path
         async with connect(f"wss://{HOST}:{gw.port}/discoverableclient/ws/v1/uppercase", ssl=context) as old:
             await old.send("before")
             assert await recv(old) == "BEFORE"
-            assert await asyncio.to_thread(presented_certificate, gw.port, context) == a
+            assert await asyncio.to_thread(presented_certificate, gw.port, context, "localhost") == a
 
             b = install(issued[1])
             assert b != a
             await asyncio.to_thread(hangup_and_wait, "TLS certificate reloaded")
-            assert await asyncio.to_thread(presented_certificate, gw.port, context) == b
+            assert await asyncio.to_thread(presented_certificate, gw.port, context, "localhost") == b
             await old.send("still here")
             assert await recv(old) == "STILL HERE"
 
             (store if form == "keystore" else chain).write_text("broken\n")
             await asyncio.to_thread(hangup_and_wait, "TLS certificate reload failed")
-            assert await asyncio.to_thread(presented_certificate, gw.port, context) == b
+            assert await asyncio.to_thread(presented_certificate, gw.port, context, "localhost") == b
             await old.send("and now")
             assert await recv(old) == "AND NOW"
             # A client trusting only CA 2 connects: B is what new sessions get.
