@@ -1,6 +1,6 @@
 //! Close frames: the status code and reason that end a session (RFC 6455 §5.5.1, §7.4).
 
-use crate::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::header::{encode_control, OpCode};
 
 /// The longest reason that fits a close frame: 125 payload bytes less the 2-byte code.
 pub const MAX_REASON_LEN: usize = 123;
@@ -71,27 +71,7 @@ pub fn encode_close(code: CloseCode, reason: &str, mask: Option<[u8; 4]>, out: &
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }
-    let reason = &reason.as_bytes()[..cut];
-    let payload_len = 2 + reason.len();
-    let header = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode: OpCode::Close,
-        mask,
-        payload_len: payload_len as u64,
-        header_len: 0,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let at = header.encode(&mut head);
-    out[..at].copy_from_slice(&head[..at]);
-    out[at..at + 2].copy_from_slice(&code.0.to_be_bytes());
-    out[at + 2..at + payload_len].copy_from_slice(reason);
-    if let Some(key) = mask {
-        for (i, byte) in out[at..at + payload_len].iter_mut().enumerate() {
-            *byte ^= key[i % 4];
-        }
-    }
-    at + payload_len
+    encode_control(OpCode::Close, &[&code.0.to_be_bytes(), &reason.as_bytes()[..cut]], mask, out)
 }
 
 #[cfg(test)]

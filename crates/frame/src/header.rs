@@ -165,6 +165,32 @@ impl FrameHeader {
     }
 }
 
+/// Writes a control frame of the gateway's own (final, no RSV bits) into `out`: `opcode`, and a
+/// payload made of `parts` one after the other, masked with `mask` when given (frames towards a
+/// service). Returns its length.
+///
+/// # Panics
+///
+/// When `out` cannot hold the frame: callers size it for their largest payload.
+pub fn encode_control(opcode: OpCode, parts: &[&[u8]], mask: Option<[u8; 4]>, out: &mut [u8]) -> usize {
+    let payload_len: usize = parts.iter().map(|part| part.len()).sum();
+    let header = FrameHeader { fin: true, rsv: 0, opcode, mask, payload_len: payload_len as u64, header_len: 0 };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let at = header.encode(&mut head);
+    out[..at].copy_from_slice(&head[..at]);
+    let mut end = at;
+    for part in parts {
+        out[end..end + part.len()].copy_from_slice(part);
+        end += part.len();
+    }
+    if let Some(key) = mask {
+        for (i, byte) in out[at..end].iter_mut().enumerate() {
+            *byte ^= key[i % 4];
+        }
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

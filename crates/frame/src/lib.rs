@@ -25,5 +25,5 @@ mod header;
 mod scanner;
 
 pub use close::{encode_close, CloseCode, CloseFrame, MAX_CLOSE_FRAME_LEN, MAX_REASON_LEN};
-pub use header::{FrameHeader, HeaderError, OpCode, MAX_HEADER_LEN};
+pub use header::{encode_control, FrameHeader, HeaderError, OpCode, MAX_HEADER_LEN};
 pub use scanner::{FrameScanner, Origin, Scan, Violation};

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::info;
-use wsgate_frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use wsgate_frame::{encode_control, OpCode};
 
 use super::request::{Request, Requests};
 use super::{Direction, Limits};
@@ -198,18 +198,7 @@ pub(super) fn fresh_mask() -> [u8; 4] {
 /// Writes the gateway's ping into `out` and returns its length: masked with `mask` towards the
 /// service, unmasked towards the client.
 pub(super) fn encode_ping(mask: Option<[u8; 4]>, out: &mut [u8; MAX_PING_FRAME_LEN]) -> usize {
-    let header = FrameHeader { fin: true, rsv: 0, opcode: OpCode::Ping, mask, payload_len: PING_PAYLOAD.len() as u64, header_len: 0 };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let at = header.encode(&mut head);
-    out[..at].copy_from_slice(&head[..at]);
-    let payload = &mut out[at..at + PING_PAYLOAD.len()];
-    payload.copy_from_slice(PING_PAYLOAD);
-    if let Some(key) = mask {
-        for (i, byte) in payload.iter_mut().enumerate() {
-            *byte ^= key[i % 4];
-        }
-    }
-    at + PING_PAYLOAD.len()
+    encode_control(OpCode::Ping, &[PING_PAYLOAD], mask, out)
 }
 
 #[cfg(test)]
