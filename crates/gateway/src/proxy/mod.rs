@@ -33,7 +33,7 @@ use crate::failure::Failure;
 use crate::handshake::{end_to_end, Forwarded};
 use crate::route::Resolved;
 use crate::tls::client::ServiceTls;
-use crate::upstream::{ConnectCause, ConnectError, TlsFailure};
+use crate::upstream::{self, ConnectCause, ConnectError, TlsFailure};
 
 /// Forwards plain HTTP requests over pooled keep-alive connections.
 #[derive(Debug, Clone)]
@@ -149,12 +149,11 @@ fn cause_of(error: hyper_util::client::legacy::Error) -> ConnectCause {
             source = current.source();
             continue;
         };
-        match io_error.kind() {
-            io::ErrorKind::ConnectionRefused => return ConnectCause::Refused,
-            io::ErrorKind::TimedOut => return ConnectCause::TimedOut,
-            // An I/O error's `source` skips the error it wraps, where TLS layers put rustls's reason.
-            _ => source = io_error.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)).or_else(|| current.source()),
+        if let Some(cause) = upstream::classify(io_error) {
+            return cause;
         }
+        // An I/O error's `source` skips the error it wraps.
+        source = io_error.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)).or_else(|| current.source());
     }
     ConnectCause::Proxy(error)
 }

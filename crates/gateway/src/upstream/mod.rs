@@ -95,17 +95,25 @@ impl ConnectCause {
 }
 
 impl From<io::Error> for ConnectCause {
-    /// An error of a TLS connection carries rustls's reason inside (tokio-rustls wraps it): that
-    /// reason is the cause, e.g. an alert the service sent after the handshake.
     fn from(error: io::Error) -> Self {
-        if let Some(tls) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-            return ConnectCause::Tls(TlsFailure::Rejected(tls.clone()));
+        match classify(&error) {
+            Some(cause) => cause,
+            None => ConnectCause::Io(error),
         }
-        match error.kind() {
-            io::ErrorKind::ConnectionRefused => ConnectCause::Refused,
-            io::ErrorKind::TimedOut => ConnectCause::TimedOut,
-            _ => ConnectCause::Io(error),
-        }
+    }
+}
+
+/// What an I/O error towards a service says beyond "I/O failed": refused, timed out, or TLS. An error
+/// of a TLS connection carries rustls's reason inside (tokio-rustls wraps it): that reason is the
+/// cause, e.g. an alert the service sent after the handshake.
+pub(crate) fn classify(error: &io::Error) -> Option<ConnectCause> {
+    if let Some(tls) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        return Some(ConnectCause::Tls(TlsFailure::Rejected(tls.clone())));
+    }
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => Some(ConnectCause::Refused),
+        io::ErrorKind::TimedOut => Some(ConnectCause::TimedOut),
+        _ => None,
     }
 }
 
