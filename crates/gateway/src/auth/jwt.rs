@@ -164,14 +164,18 @@ pub fn token_of(headers: &HeaderMap) -> Option<&str> {
             }
         }
     }
+    cookies(headers).filter_map(|pair| pair.split_once('=')).find(|(name, _)| *name == COOKIE).map(|(_, token)| token.trim())
+}
+
+/// The cookies of `headers`' `Cookie` headers, each `name=value` as sent, trimmed, none empty.
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, token)| token.trim())
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
 }
 
 #[cfg(test)]

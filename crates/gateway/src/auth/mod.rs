@@ -41,7 +41,7 @@ use cache::VerifiedCache;
 pub use admin::AdminAccess;
 pub use wsgate_registry::credentials::Credentials;
 pub use htpasswd::{Htpasswd, HtpasswdError};
-pub use jwt::{token_of, Claims, TokenError, Tokens, COOKIE, ISSUER};
+pub use jwt::{cookies, token_of, Claims, TokenError, Tokens, COOKIE, ISSUER};
 pub use origin::{OriginError, OriginPolicy, OriginVerdict};
 pub use registry::RegistryUsers;
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::auth::COOKIE;
+use crate::auth::{cookies, COOKIE};
 
 /// Hop-by-hop headers: they describe one connection and never cross a proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -89,19 +89,12 @@ impl Forwarded {
 /// the client's other cookies kept in one `Cookie` header.
 fn pass_token(headers: &mut HeaderMap, token: &str) {
     headers.remove(header::AUTHORIZATION);
-    let mut cookies: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(name, _)| name.trim() != COOKIE))
-        .map(str::to_owned)
-        .collect();
-    cookies.push(format!("{COOKIE}={token}"));
+    let mut kept: Vec<String> =
+        cookies(headers).filter(|pair| pair.split_once('=').is_none_or(|(name, _)| name.trim() != COOKIE)).map(str::to_owned).collect();
+    kept.push(format!("{COOKIE}={token}"));
     headers.remove(header::COOKIE);
     // A token is base64url and dots, and the kept cookies were header values: always valid.
-    if let Ok(value) = HeaderValue::from_str(&cookies.join("; ")) {
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
         headers.insert(header::COOKIE, value);
     }
 }
