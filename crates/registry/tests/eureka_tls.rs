@@ -1,15 +1,11 @@
-//! https service URLs against a real TLS server on a loopback socket: the crate's registry handler
-//! behind rustls and hyper, with certificates made here by rcgen. Checks the trusted path (DNS name and
+//! https service URLs against a real TLS server on a loopback socket: the crate's registry served by
+//! its own `serve_tls`, with certificates made here by rcgen. Checks the trusted path (DNS name and
 //! IPv4 and IPv6 literals), a wrong CA, a certificate for another name, mutual TLS (fetch and registration), and
 //! failover from a failing https URL to a plain one.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -18,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 use wsgate_registry::client::{tls_config, AttemptError, FetchError, InstanceDescription, Registration};
+use wsgate_registry::server::{serve_tls, Tls};
 use wsgate_registry::{ClientConfig, EurekaClient, Instance, Registry, RegistryConfig};
 
 /// A CA of the test, signing server and client certificates.
@@ -89,26 +86,10 @@ impl TlsServer {
         let port = listener.local_addr().unwrap().port();
         let registry = Registry::new(RegistryConfig::default()).unwrap();
         registry.register(Instance::new("DEMO", "demo-1", "127.0.0.1", "127.0.0.1")).unwrap();
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        let served = registry.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = &mut stopped => return,
-                    accepted = listener.accept() => match accepted { Ok(accepted) => accepted, Err(_) => return },
-                };
-                let (acceptor, registry) = (acceptor.clone(), served.clone());
-                tokio::spawn(async move {
-                    // A refused handshake is what some tests are about: the client reports it.
-                    let Ok(stream) = acceptor.accept(stream).await else { return };
-                    let service = service_fn(move |request| {
-                        let registry = registry.clone();
-                        async move { Ok::<_, Infallible>(wsgate_registry::server::handle(request, peer, &registry).await) }
-                    });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        // The crate's own https server; with `client_ca` a verified certificate authenticates.
+        let tls = Tls { acceptor, client_certificates: client_ca.is_some() };
+        tokio::spawn(serve_tls(listener, registry.clone(), tls, async move { drop(stopped.await) }));
         TlsServer { port, registry, _stop: stop }
     }
 
