@@ -101,12 +101,14 @@ pub(super) fn embedded(raw: RawEmbedded, state_dir: &Path, htpasswd: Option<&Htp
 
 /// Validates `discovery.embedded.ssl.*`; `None` when `enabled` is not true (plain HTTP).
 fn registry_tls(raw: RawEmbeddedSsl, gateway: GatewaySsl<'_>) -> Result<Option<RegistryTls>, ConfigError> {
-    let word = raw.client_auth.as_deref().map(|word| word.trim().to_ascii_lowercase());
-    let asks = match word.as_deref() {
-        None | Some("none") => false,
-        Some("want" | "need") => true,
+    // What a trust store makes of `want` or `need`; `None` for `none`.
+    let asked: Option<fn(TrustStore) -> ClientAuth> = match raw.client_auth.as_deref().map(|word| word.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("none") => None,
+        Some("want") => Some(ClientAuth::Want),
+        Some("need") => Some(ClientAuth::Need),
         Some(other) => return Err(invalid(CLIENT_AUTH, format!("`{other}` is none of `none`, `want` and `need`"))),
     };
+    let asks = asked.is_some();
     let own_store = relative_file(raw.trust_store.as_deref(), gateway.config_dir);
     let password = raw.trust_store_password.map(|Scalar(text)| Password::new(text));
     if !asks && (own_store.is_some() || password.is_some()) {
@@ -128,9 +130,9 @@ fn registry_tls(raw: RawEmbeddedSsl, gateway: GatewaySsl<'_>) -> Result<Option<R
             "is true, but the registry's port presents the gateway's certificate and there is none: set server.ssl.certificate and server.ssl.certificateKey, or server.ssl.keyStore, with server.ssl.enabled true".into(),
         ));
     }
-    if !asks {
+    let Some(asked) = asked else {
         return Ok(Some(RegistryTls { client_auth: ClientAuth::None }));
-    }
+    };
     let store = match (own_store, &gateway.services.trust_store) {
         (Some(path), _) => TrustStore { path, password, keys: REGISTRY_TRUST_STORE },
         (None, Some(path)) => TrustStore { path: path.clone(), password: gateway.services.trust_store_password.clone(), keys: SERVICE_TRUST_STORE },
@@ -141,8 +143,7 @@ fn registry_tls(raw: RawEmbeddedSsl, gateway: GatewaySsl<'_>) -> Result<Option<R
             ))
         }
     };
-    let client_auth = if word.as_deref() == Some("want") { ClientAuth::Want(store) } else { ClientAuth::Need(store) };
-    Ok(Some(RegistryTls { client_auth }))
+    Ok(Some(RegistryTls { client_auth: asked(store) }))
 }
 
 /// Validates `eureka.client.*` and `eureka.instance.*`; `None` when `serviceUrl.defaultZone` is
