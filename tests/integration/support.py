@@ -880,14 +880,24 @@ async def recv(ws, timeout: float = 10.0):
     return await asyncio.wait_for(ws.recv(), timeout)
 
 
-def first_reply(gateway_or_url, path: str, message: str) -> str | bytes:
-    """Opens a session at `path`, sends `message` and returns the first message answered."""
-    async def session():
-        async with connect(gateway_or_url, path) as ws:
-            await ws.send(message)
-            return await recv(ws)
+async def reply(gateway_or_url, path: str, message: str, **kwargs) -> str | bytes:
+    """Opens a session at `path` (`kwargs` for `connect`), sends `message` and returns the first message
+    answered."""
+    async with connect(gateway_or_url, path, **kwargs) as ws:
+        await ws.send(message)
+        return await recv(ws)
 
-    return run(session())
+
+def first_reply(gateway_or_url, path: str, message: str, **kwargs) -> str | bytes:
+    """[`reply`], run to its end."""
+    return run(reply(gateway_or_url, path, message, **kwargs))
+
+
+async def close_of(gateway_or_url, path: str = "", **kwargs) -> tuple[int | None, str]:
+    """The close the gateway sends to a session opened at `path` (`kwargs` for `connect`): a refusal
+    in close-code mode, after the handshake."""
+    async with connect(gateway_or_url, path, **kwargs) as ws:
+        return await expect_close(ws)
 
 
 async def expect_close(ws, timeout: float = 15.0) -> tuple[int | None, str]:

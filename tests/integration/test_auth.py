@@ -20,15 +20,15 @@ from websockets.exceptions import InvalidStatus
 
 import support
 from support import (
+    close_of,
+    reply,
     exchange,
     header,
     HOST,
     connect,
-    expect_close,
     gateway_config,
     http_request,
     registry_gateway_config,
-    recv,
     run,
     serve_until_exit,
     service,
@@ -119,14 +119,7 @@ def token() -> str:
 
 
 async def echo(gateway, path: str, **kwargs) -> str:
-    async with connect(gateway, path, **kwargs) as ws:
-        await ws.send("hello")
-        return await recv(ws)
-
-
-async def closed_by_gateway(gateway, path: str, **kwargs) -> tuple[int | None, str]:
-    async with connect(gateway, path, **kwargs) as ws:
-        return await expect_close(ws)
+    return await reply(gateway, path, "hello", **kwargs)
 
 
 async def refused_status(gateway, path: str, **kwargs):
@@ -176,7 +169,7 @@ BAD_CREDENTIALS = {
 def test_bad_credentials_close_1003_before_any_service_is_contacted(gw, scripted, authorization):
     mark = token()
     headers = {"Authorization": authorization} if authorization else {}
-    assert run(closed_by_gateway(gw, f"/scripted/ws/v1/{mark}", additional_headers=headers)) == (1003, "Invalid login credentials")
+    assert run(close_of(gw, f"/scripted/ws/v1/{mark}", additional_headers=headers)) == (1003, "Invalid login credentials")
     assert_never_contacted(scripted, mark, gw, f"/scripted/ws/v1/{token()}", additional_headers={"Authorization": basic("alice")})
 
 
@@ -241,7 +234,7 @@ def test_a_verified_credential_is_cached(gw, scripted):
                       10, "three verifications of carol in the log")
     assert seen == ["false", "true", "true"], seen
     # A wrong password is never answered from the cache.
-    assert run(closed_by_gateway(gw, f"/scripted/ws/v1/{token()}", additional_headers={"Authorization": basic("carol", "nope")})) == (1003, "Invalid login credentials")
+    assert run(close_of(gw, f"/scripted/ws/v1/{token()}", additional_headers={"Authorization": basic("carol", "nope")})) == (1003, "Invalid login credentials")
 
 
 def test_logs_never_show_passwords_or_authorization_values(gw, gw_http, gw_open, scripted):
@@ -250,8 +243,8 @@ def test_logs_never_show_passwords_or_authorization_values(gw, gw_http, gw_open,
         assert run(echo(gateway, f"/scripted/ws/v1/{token()}", additional_headers={"Authorization": basic("alice")})) == "hello"
         http_get(gateway, f"/scripted/api/v1/{token()}", {"Authorization": basic("alice", wrong)})
         http_get(gateway, "/application/routes", {"Authorization": basic("root", wrong)})
-    run(closed_by_gateway(gw, f"/scripted/ws/v1/{token()}", additional_headers={"Authorization": basic("bob", wrong)}))
-    run(closed_by_gateway(gw_open, f"/scripted/ws/v1/status401/{token()}", additional_headers={"Authorization": basic("alice", wrong)}))
+    run(close_of(gw, f"/scripted/ws/v1/{token()}", additional_headers={"Authorization": basic("bob", wrong)}))
+    run(close_of(gw_open, f"/scripted/ws/v1/status401/{token()}", additional_headers={"Authorization": basic("alice", wrong)}))
     secrets = [password for password, _, _ in USERS.values()] + [wrong]
     encoded = [basic(user).split()[1] for user in USERS] + [basic(user, wrong).split()[1] for user in ("alice", "bob", "root")]
     for gateway in (gw, gw_http, gw_open):
@@ -269,7 +262,7 @@ def test_logs_never_show_passwords_or_authorization_values(gw, gw_http, gw_open,
 def test_pass_through_a_service_401_closes_1003_and_the_credential_reaches_it(gw_open, scripted):
     mark = token()
     sent = basic("someone", "checked-by-the-service")
-    assert run(closed_by_gateway(gw_open, f"/scripted/ws/v1/status401/{mark}", additional_headers={"Authorization": sent})) == (1003, "Invalid login credentials")
+    assert run(close_of(gw_open, f"/scripted/ws/v1/status401/{mark}", additional_headers={"Authorization": sent})) == (1003, "Invalid login credentials")
     assert scripted.wait_record(mark).header("authorization") == sent
     assert "checked-by-the-service" not in log_of(gw_open) and sent.split()[1] not in log_of(gw_open)
 
@@ -297,10 +290,10 @@ def test_allowed_or_absent_origins_pass(gw, gw_http, origin):
 @pytest.mark.parametrize("origin", ["https://evil.example", "http://app.example.com", "http://localhost:8081", "null"])
 def test_other_origins_are_refused_before_any_service_is_contacted(gw, gw_http, scripted, origin):
     mark = token()
-    assert run(closed_by_gateway(gw, f"/open/ws/v1/{mark}", origin=origin)) == (1008, "Origin not allowed")
+    assert run(close_of(gw, f"/open/ws/v1/{mark}", origin=origin)) == (1008, "Origin not allowed")
     # Checked before the credential: a valid one does not help.
     headers = {"Authorization": basic("alice")}
-    assert run(closed_by_gateway(gw, f"/scripted/ws/v1/{mark}", origin=origin, additional_headers=headers)) == (1008, "Origin not allowed")
+    assert run(close_of(gw, f"/scripted/ws/v1/{mark}", origin=origin, additional_headers=headers)) == (1008, "Origin not allowed")
     response = run(refused_status(gw_http, f"/open/ws/v1/{mark}", origin=origin))
     assert response.status_code == 403
     assert_never_contacted(scripted, mark, gw, f"/open/ws/v1/{token()}", origin=ORIGINS[0])

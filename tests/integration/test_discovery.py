@@ -16,6 +16,8 @@ import pytest
 
 import support
 from support import (
+    close_of,
+    first_reply,
     connect,
     expect_close,
     http_request,
@@ -47,25 +49,6 @@ def gw(log_dir, upstreams):
     gateway.child.stop()
 
 
-def echo_once(gw, path: str, message: str = "hello") -> str:
-    async def scenario():
-        async with connect(gw, path) as ws:
-            await ws.send(message)
-            return await recv(ws)
-
-    return run(scenario())
-
-
-def refusal(gw, path: str) -> tuple[int | None, str]:
-    """The close a session to `path` gets right after the gateway completed the handshake."""
-
-    async def scenario():
-        async with connect(gw, path) as ws:
-            return await expect_close(ws)
-
-    return run(scenario())
-
-
 def test_py_eureka_client_registers_a_websocket_service_that_heartbeats_keep_and_silence_expires(gw, log_dir, scripted):
     app = "py-ws"
     options = {"metadata": route_metadata({"ws_v1": ("ws/v1", "/py-ws/ws")}), "renewal": 1, "duration": 2}
@@ -75,7 +58,7 @@ def test_py_eureka_client_registers_a_websocket_service_that_heartbeats_keep_and
         listed = wait_until(lambda: up_instances(gw, app), 10, f"{app} routable")
         assert listed == [{"instanceId": f"127.0.0.1:{app}:{scripted.port}", "host": "127.0.0.1", "port": scripted.port,
                            "secure": False, "status": "UP", "source": "embedded", "routable": True}]
-        assert echo_once(gw, "/py-ws/ws/v1/py-echo?x=1", "through the registry") == "through the registry"
+        assert first_reply(gw, "/py-ws/ws/v1/py-echo?x=1", "through the registry") == "through the registry"
         assert scripted.wait_record("py-echo").path == "/py-ws/ws/py-echo?x=1"
 
         # Heartbeats keep it: still routable after three lease durations (2 s each).
@@ -88,12 +71,12 @@ def test_py_eureka_client_registers_a_websocket_service_that_heartbeats_keep_and
             return record["leaseInfo"]["lastRenewalTimestamp"] - registered_at > 3 * 2000
 
         wait_until(renewed_long_after_its_lease, 20, "heartbeats to outlast three leases", interval=0.2)
-        assert echo_once(gw, "/py-ws/ws/v1/again", "still here") == "still here"
+        assert first_reply(gw, "/py-ws/ws/v1/again", "still here") == "still here"
 
         # Silence (the client killed, no cancel) expires the lease: the service stays known, with no instance.
         py.child.kill(signal.SIGKILL)
         wait_until(lambda: route_instances(gw, app) == [], 10, f"{app}'s lease to expire")
-        assert refusal(gw, "/py-ws/ws/v1/late") == (1012, NO_INSTANCE.format(app))
+        assert run(close_of(gw, "/py-ws/ws/v1/late")) == (1012, NO_INSTANCE.format(app))
         status, _ = http_request(f"http://{support.HOST}:{gw.port}/py-ws/ws/v1/late")
         assert status == 503
     finally:
@@ -109,14 +92,14 @@ def test_eureka_js_client_registers_a_websocket_service_and_cancel_removes_it_at
         # eureka-js-client sends no instanceId: the registry names it by its hostName.
         listed = wait_until(lambda: up_instances(gw, app), 10, f"{app} routable")
         assert [(i["instanceId"], i["host"], i["port"]) for i in listed] == [("localhost", "127.0.0.1", scripted.port)]
-        assert echo_once(gw, "/JS-WS/ws/v1/js-echo", "from js") == "from js"
+        assert first_reply(gw, "/JS-WS/ws/v1/js-echo", "from js") == "from js"
         assert scripted.wait_record("js-echo").path == "/js-ws/ws/js-echo"
 
         js.child.proc.terminate()
         js.next_event("deregistered", timeout=10)
         # Cancelled means gone from the route table at once (no cache, no eviction delay).
         wait_until(lambda: route_instances(gw, app) == [], 1, f"{app} to leave on cancel")
-        assert refusal(gw, "/js-ws/ws/v1/after-cancel") == (1012, NO_INSTANCE.format(app))
+        assert run(close_of(gw, "/js-ws/ws/v1/after-cancel")) == (1012, NO_INSTANCE.format(app))
     finally:
         js.child.stop()
 
@@ -146,7 +129,7 @@ def test_out_of_service_stops_new_sessions_while_an_open_session_goes_on(gw, scr
     # Removing the override brings it back.
     assert http_request(f"{status_url}?value=UP", "DELETE")[0] == 200
     wait_until(lambda: up_instances(gw, app), 5, f"{app} routable again")
-    assert echo_once(gw, "/override/ws/v1/back", "back") == "back"
+    assert first_reply(gw, "/override/ws/v1/back", "back") == "back"
     assert http_request(f"{gw.eureka}/apps/OVERRIDE/{instance_id}", "DELETE")[0] == 200
     # Routes follow the registry a moment later: the next test compares whole route tables.
     wait_until(lambda: not route_instances(gw, app), 5, f"{app} gone from the routes")
@@ -175,7 +158,7 @@ def test_malformed_registrations_are_refused_and_change_no_route(log_dir, upstre
 def test_static_services_route_beside_registered_ones(gw):
     listed = route_instances(gw, "discoverableclient")
     assert [(i["source"], i["status"]) for i in listed] == [("static", "UP")]
-    assert echo_once(gw, "/discoverableclient/ws/v1/uppercase", "static") == "STATIC"
+    assert first_reply(gw, "/discoverableclient/ws/v1/uppercase", "static") == "STATIC"
 
 
 def test_a_registration_from_a_disallowed_address_is_refused(log_dir, scripted):
@@ -209,7 +192,7 @@ def test_the_state_file_makes_registered_instances_routable_right_after_a_restar
     try:
         # Routable as soon as the gateway listens: no re-registration, no waiting.
         assert [i["instanceId"] for i in up_instances(restarted, "stateful")] == [instance_id]
-        assert echo_once(restarted, "/stateful/ws/v1/after-restart", "resumed") == "resumed"
+        assert first_reply(restarted, "/stateful/ws/v1/after-restart", "resumed") == "resumed"
     finally:
         restarted.child.stop()
 
@@ -247,7 +230,7 @@ def test_the_demo_service_registers_itself_heartbeats_re_registers_and_cancels(g
         port = int(child.wait_line(support.DEMO_LINE).group(1))
         instance_id = f"127.0.0.1:{app}:{port}"
         wait_until(lambda: [i["instanceId"] for i in up_instances(gw, app)] == [instance_id], 10, f"{app} registered")
-        assert echo_once(gw, f"/{app}/ws/v1/uppercase", "self-registered") == "SELF-REGISTERED"
+        assert first_reply(gw, f"/{app}/ws/v1/uppercase", "self-registered") == "SELF-REGISTERED"
         status, body = http_request(f"http://{support.HOST}:{gw.port}/{app}/api/v1/greeting?name=x")
         assert status == 200 and json.loads(body)["instanceId"] == "standalone", body
 

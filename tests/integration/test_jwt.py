@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import support
-from support import HOST, connect, exchange, expect_close, gateway_config, header, recv, run, serve_until_exit, service, start_gateway, write_htpasswd
+from support import HOST, close_of, exchange, gateway_config, header, reply, run, serve_until_exit, service, start_gateway, write_htpasswd
 
 LOGIN = "/gateway/api/v1/auth/login"
 QUERY = "/gateway/api/v1/auth/query"
@@ -125,14 +125,11 @@ def craft(payload: dict, key: bytes, alg: str = "HS256") -> str:
 
 
 async def echo(gateway, client_context, path: str, headers: dict[str, str]) -> str:
-    async with connect(f"wss://{HOST}:{gateway.port}", path, ssl=client_context, additional_headers=headers) as ws:
-        await ws.send("hello")
-        return await recv(ws)
+    return await reply(f"wss://{HOST}:{gateway.port}", path, "hello", ssl=client_context, additional_headers=headers)
 
 
 async def closed(gateway, client_context, path: str, headers: dict[str, str]) -> tuple[int | None, str]:
-    async with connect(f"wss://{HOST}:{gateway.port}", path, ssl=client_context, additional_headers=headers) as ws:
-        return await expect_close(ws)
+    return await close_of(f"wss://{HOST}:{gateway.port}", path, ssl=client_context, additional_headers=headers)
 
 
 def mark() -> str:

@@ -22,12 +22,13 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from support import (
+    close_of,
+    first_reply,
     exchange,
     HOST,
     LOCAL_NAMES,
     Pki,
     connect,
-    expect_close,
     expected_reason,
     gateway_config,
     register,
@@ -259,27 +260,6 @@ def refusal(port: int) -> str:
     return f"Error opening session to WebSocket service at wss://{HOST}:{port}/ws: TLS: "
 
 
-def echoed(url: str, text: str, **kwargs) -> str:
-    """What one session opened at `url` answers to `text`."""
-
-    async def session():
-        async with connect(url, **kwargs) as ws:
-            await ws.send(text)
-            return await recv(ws)
-
-    return run(session())
-
-
-def closed_with(url: str, **kwargs) -> tuple[int | None, str]:
-    """The close the gateway sends after completing the handshake of a session it could not open."""
-
-    async def session():
-        async with connect(url, **kwargs) as ws:
-            return await expect_close(ws)
-
-    return run(session())
-
-
 def refused_status(url: str) -> tuple[int, str]:
     """The status and body of a handshake answered with an HTTP error."""
 
@@ -322,12 +302,12 @@ def test_wss_session_through_the_gateway_to_a_wss_service(gw, client_context, se
 
 
 def test_a_host_name_is_sent_as_sni_and_checked_against_the_dns_names(gw, client_context, services):
-    assert echoed(wss_url(gw, "/byname/ws/v1"), "by name", ssl=client_context) == "by name"
+    assert first_reply(wss_url(gw, "/byname/ws/v1"), "", "by name", ssl=client_context) == "by name"
     assert "localhost" in services.good.sni, services.good.sni
 
 
 def test_an_ipv6_instance_is_checked_against_the_certificate_s_ip_addresses(gw, client_context, services):
-    assert echoed(wss_url(gw, "/ipv6/ws/v1"), "over ::1", ssl=client_context) == "over ::1"
+    assert first_reply(wss_url(gw, "/ipv6/ws/v1"), "", "over ::1", ssl=client_context) == "over ::1"
     assert services.ipv6.paths == ["/ws"] and all(name is None for name in services.ipv6.sni), services.ipv6.sni
     status, body = https_get(gw, client_context, "/restipv6/api/v1/v6")
     assert status == 200 and json.loads(body)["path"] == "/api/v6", body
@@ -340,7 +320,7 @@ def test_https_request_to_a_tls_rest_service(gw, client_context):
 
 
 def test_a_service_signed_by_an_unknown_ca_gets_1011_with_the_tls_reason(gw, client_context, services):
-    code, reason = closed_with(wss_url(gw, "/wrongca/ws/v1"), ssl=client_context)
+    code, reason = run(close_of(wss_url(gw, "/wrongca/ws/v1"), ssl=client_context))
     assert (code, reason) == (1011, expected_reason(refusal(services.wrong_ca.port) + "invalid peer certificate: UnknownIssuer"))
     assert services.wrong_ca.paths == [], "no upgrade request reached a service the gateway does not trust"
 
@@ -356,7 +336,7 @@ def test_an_unknown_ca_is_502_in_http_status_mode_and_for_rest(gw_http, gw, clie
 
 
 def test_an_expired_service_certificate_is_refused(gw, gw_http, client_context, services):
-    code, reason = closed_with(wss_url(gw, "/expired/ws/v1"), ssl=client_context)
+    code, reason = run(close_of(wss_url(gw, "/expired/ws/v1"), ssl=client_context))
     assert code == 1011 and reason.startswith(refusal(services.expired.port) + "invalid peer certificate: certificate expired"), reason
     status, body = refused_status(f"{gw_http.ws}/expired/ws/v1")
     assert status == 502 and body.startswith(refusal(services.expired.port) + "invalid peer certificate: certificate expired"), body
@@ -364,7 +344,7 @@ def test_an_expired_service_certificate_is_refused(gw, gw_http, client_context, 
 
 
 def test_a_certificate_for_another_host_is_refused(gw, gw_http, client_context, services):
-    code, reason = closed_with(wss_url(gw, "/wronghost/ws/v1"), ssl=client_context)
+    code, reason = run(close_of(wss_url(gw, "/wronghost/ws/v1"), ssl=client_context))
     # The close reason is cut to 123 bytes; the status body below has it whole.
     assert code == 1011 and reason.startswith(refusal(services.wrong_host.port) + "invalid peer certificate: certificate not"), reason
     status, body = refused_status(f"{gw_http.ws}/wronghost/ws/v1")
@@ -380,7 +360,7 @@ def test_mutual_tls_works_with_the_client_certificate_and_fails_without(gw_mtls,
             return await recv(ws)
 
     assert run(session()) == "gateway-client", "the service saw the gateway's client certificate"
-    code, reason = closed_with(wss_url(gw, "/mtls/ws/v1"), ssl=client_context)
+    code, reason = run(close_of(wss_url(gw, "/mtls/ws/v1"), ssl=client_context))
     assert (code, reason) == (1011, expected_reason(refusal(services.mtls.port) + "received fatal alert: CertificateRequired"))
 
 
@@ -392,7 +372,7 @@ def test_a_pkcs12_client_keystore_is_the_gateway_s_client_certificate(log_dir, t
                       clientKeyStorePassword="client-secret")
     gateway = start_gateway(log_dir, "tls-services-mtls-p12", config)
     try:
-        assert echoed(f"{gateway.ws}/mtls/ws/v1", "whoami") == "gateway-client", "the service saw the keystore's certificate"
+        assert first_reply(f"{gateway.ws}/mtls/ws/v1", "", "whoami") == "gateway-client", "the service saw the keystore's certificate"
     finally:
         gateway.child.stop()
     wrong = serve_until_exit(tmp_path, with_ssl(gateway_config([]), clientKeyStore=str(store), clientKeyStorePassword="nope"))
@@ -479,8 +459,8 @@ def test_a_pkcs12_trust_store_with_its_password_verifies_services(log_dir, tmp_p
     gateway = start_gateway(log_dir, "tls-services-p12-trust", config)
     try:
         text = "trusted through a PKCS#12 trust store"
-        assert echoed(f"ws://{HOST}:{gateway.port}/good/ws/v1", text) == text
-        assert closed_with(f"ws://{HOST}:{gateway.port}/wrongca/ws/v1")[0] == 1011
+        assert first_reply(f"ws://{HOST}:{gateway.port}/good/ws/v1", "", text) == text
+        assert run(close_of(f"ws://{HOST}:{gateway.port}/wrongca/ws/v1"))[0] == 1011
     finally:
         gateway.child.stop()
     wrong = serve_until_exit(tmp_path, with_ssl(gateway_config([]), trustStore=str(store), trustStorePassword="nope"))
