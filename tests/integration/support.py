@@ -221,6 +221,11 @@ class Gateway:
         return f"ws://{HOST}:{self.port}"
 
     @property
+    def wss(self) -> str:
+        """The base URL of a gateway whose port speaks TLS."""
+        return f"wss://{HOST}:{self.port}"
+
+    @property
     def eureka(self) -> str:
         """The embedded registry's Eureka base URL."""
         assert self.registry_port is not None, "this gateway runs no embedded registry"

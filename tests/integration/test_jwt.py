@@ -125,11 +125,11 @@ def craft(payload: dict, key: bytes, alg: str = "HS256") -> str:
 
 
 async def echo(gateway, client_context, path: str, headers: dict[str, str]) -> str:
-    return await reply(f"wss://{HOST}:{gateway.port}", path, "hello", ssl=client_context, additional_headers=headers)
+    return await reply(gateway.wss, path, "hello", ssl=client_context, additional_headers=headers)
 
 
 async def closed(gateway, client_context, path: str, headers: dict[str, str]) -> tuple[int | None, str]:
-    return await close_of(f"wss://{HOST}:{gateway.port}", path, ssl=client_context, additional_headers=headers)
+    return await close_of(gateway.wss, path, ssl=client_context, additional_headers=headers)
 
 
 def mark() -> str:

@@ -487,7 +487,7 @@ def test_slowloris_is_cut_after_the_handshake_timeout_while_others_are_served(qu
 
 def test_tls_handshake_and_request_head_share_the_timeout(quick_tls_handshakes, client_context):
     context = client_context
-    before = settled_sockets(quick_tls_handshakes, f"wss://{HOST}:{quick_tls_handshakes.port}", ssl=context)
+    before = settled_sockets(quick_tls_handshakes, quick_tls_handshakes.wss, ssl=context)
     # One client never starts its TLS handshake; another completes it, then trickles its request head.
     started = time.monotonic()
     silent = socket.create_connection((HOST, quick_tls_handshakes.port))
@@ -496,7 +496,7 @@ def test_tls_handshake_and_request_head_share_the_timeout(quick_tls_handshakes, 
     slow = Trickler(slow_tls, upgrade_request(quick_tls_handshakes.port, "/scripted/ws/v1/slow"), started)
     slow.start()
     try:
-        run(served(f"wss://{HOST}:{quick_tls_handshakes.port}", ssl=context))
+        run(served(quick_tls_handshakes.wss, ssl=context))
         silent.settimeout(5)
         try:
             assert silent.recv(1) == b"", "a client that never sent a TLS handshake got an answer"

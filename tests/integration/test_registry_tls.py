@@ -151,7 +151,7 @@ def uppercase_through(gw, pki: Pki, app: str, text: str) -> str | None:
     gateway closes the session instead (the route is not there yet)."""
 
     async def session():
-        async with connect(f"wss://{HOST}:{gw.port}/{app}/ws/v1/uppercase", ssl=client_context(pki)) as ws:
+        async with connect(gw.wss + f"/{app}/ws/v1/uppercase", ssl=client_context(pki)) as ws:
             await ws.send(text)
             try:
                 return await recv(ws)

@@ -36,14 +36,10 @@ def tls_gateway(log_dir, demo, tls_dir):
     return start_gateway(log_dir, "tls", tls_config(services, tls_dir / "chain.pem", tls_dir / "key.pem"))
 
 
-def wss(gateway, path):
-    return f"wss://{HOST}:{gateway.port}{path}"
-
-
 def assert_wss_uppercase(gateway, context):
     """A small and a 1 MiB message through a wss session to the demo's uppercase endpoint."""
     async def session():
-        async with connect(wss(gateway, "/discoverableclient/ws/v1/uppercase"), ssl=context) as ws:
+        async with connect(gateway.wss + "/discoverableclient/ws/v1/uppercase", ssl=context) as ws:
             await ws.send("over tls")
             assert await recv(ws) == "OVER TLS"
             big = "x" * (1 << 20)
@@ -72,7 +68,7 @@ def test_wss_session_reaches_a_ws_service(tls_gateway, client_context):
 
 def test_wss_service_sees_https_as_forwarded_proto(tls_gateway, client_context):
     async def session():
-        async with connect(wss(tls_gateway, "/discoverableclient/ws/v1/header"), ssl=client_context) as ws:
+        async with connect(tls_gateway.wss + "/discoverableclient/ws/v1/header", ssl=client_context) as ws:
             await ws.send("which headers?")
             return json.loads(await recv(ws))
 
@@ -112,7 +108,7 @@ def test_client_not_trusting_the_ca_fails_its_handshake(tls_gateway):
     trustme.CA().configure_trust(untrusting)
 
     async def session():
-        async with connect(wss(tls_gateway, "/discoverableclient/ws/v1/uppercase"), ssl=untrusting):
+        async with connect(tls_gateway.wss + "/discoverableclient/ws/v1/uppercase", ssl=untrusting):
             pass
 
     with pytest.raises(ssl.SSLCertVerificationError):
@@ -340,7 +336,7 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(form, tmp_path
         wait_until(lambda: log_count(text) > before, 10, f"{text!r} in the gateway's log")
 
     async def scenario():
-        async with connect(f"wss://{HOST}:{gw.port}/discoverableclient/ws/v1/uppercase", ssl=context) as old:
+        async with connect(gw.wss + "/discoverableclient/ws/v1/uppercase", ssl=context) as old:
             await old.send("before")
             assert await recv(old) == "BEFORE"
             assert await asyncio.to_thread(presented_certificate, gw.port, context, "localhost") == a
@@ -360,7 +356,7 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(form, tmp_path
             # A client trusting only CA 2 connects: B is what new sessions get.
             only_b = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
             cas[1].configure_trust(only_b)
-            async with connect(f"wss://{HOST}:{gw.port}/discoverableclient/ws/v1/uppercase", ssl=only_b) as new:
+            async with connect(gw.wss + "/discoverableclient/ws/v1/uppercase", ssl=only_b) as new:
                 await new.send("new")
                 assert await recv(new) == "NEW"
 

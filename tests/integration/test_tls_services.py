@@ -241,10 +241,6 @@ def client_context(pki) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(pki.pem("ca")))
 
 
-def wss_url(gateway, path: str) -> str:
-    return f"wss://{HOST}:{gateway.port}{path}"
-
-
 def https_get(gateway, context, path: str) -> tuple[int, bytes]:
     status, _, body = exchange(gateway.port, "GET", path, context=context, timeout=10)
     return status, body
@@ -283,7 +279,7 @@ def gateway_log(gateway, text: str) -> str:
 
 def test_wss_session_through_the_gateway_to_a_wss_service(gw, client_context, services):
     async def session():
-        async with connect(wss_url(gw, "/good/ws/v1"), ssl=client_context) as ws:
+        async with connect(gw.wss + "/good/ws/v1", ssl=client_context) as ws:
             await ws.send("hello over tls")
             assert await recv(ws) == "hello over tls"
             big = "x" * (1 << 20)
@@ -302,12 +298,12 @@ def test_wss_session_through_the_gateway_to_a_wss_service(gw, client_context, se
 
 
 def test_a_host_name_is_sent_as_sni_and_checked_against_the_dns_names(gw, client_context, services):
-    assert first_reply(wss_url(gw, "/byname/ws/v1"), "", "by name", ssl=client_context) == "by name"
+    assert first_reply(gw.wss + "/byname/ws/v1", "", "by name", ssl=client_context) == "by name"
     assert "localhost" in services.good.sni, services.good.sni
 
 
 def test_an_ipv6_instance_is_checked_against_the_certificate_s_ip_addresses(gw, client_context, services):
-    assert first_reply(wss_url(gw, "/ipv6/ws/v1"), "", "over ::1", ssl=client_context) == "over ::1"
+    assert first_reply(gw.wss + "/ipv6/ws/v1", "", "over ::1", ssl=client_context) == "over ::1"
     assert services.ipv6.paths == ["/ws"] and all(name is None for name in services.ipv6.sni), services.ipv6.sni
     status, body = https_get(gw, client_context, "/restipv6/api/v1/v6")
     assert status == 200 and json.loads(body)["path"] == "/api/v6", body
@@ -320,7 +316,7 @@ def test_https_request_to_a_tls_rest_service(gw, client_context):
 
 
 def test_a_service_signed_by_an_unknown_ca_gets_1011_with_the_tls_reason(gw, client_context, services):
-    code, reason = run(close_of(wss_url(gw, "/wrongca/ws/v1"), ssl=client_context))
+    code, reason = run(close_of(gw.wss + "/wrongca/ws/v1", ssl=client_context))
     assert (code, reason) == (1011, expected_reason(refusal(services.wrong_ca.port) + "invalid peer certificate: UnknownIssuer"))
     assert services.wrong_ca.paths == [], "no upgrade request reached a service the gateway does not trust"
 
@@ -336,7 +332,7 @@ def test_an_unknown_ca_is_502_in_http_status_mode_and_for_rest(gw_http, gw, clie
 
 
 def test_an_expired_service_certificate_is_refused(gw, gw_http, client_context, services):
-    code, reason = run(close_of(wss_url(gw, "/expired/ws/v1"), ssl=client_context))
+    code, reason = run(close_of(gw.wss + "/expired/ws/v1", ssl=client_context))
     assert code == 1011 and reason.startswith(refusal(services.expired.port) + "invalid peer certificate: certificate expired"), reason
     status, body = refused_status(f"{gw_http.ws}/expired/ws/v1")
     assert status == 502 and body.startswith(refusal(services.expired.port) + "invalid peer certificate: certificate expired"), body
@@ -344,7 +340,7 @@ def test_an_expired_service_certificate_is_refused(gw, gw_http, client_context, 
 
 
 def test_a_certificate_for_another_host_is_refused(gw, gw_http, client_context, services):
-    code, reason = run(close_of(wss_url(gw, "/wronghost/ws/v1"), ssl=client_context))
+    code, reason = run(close_of(gw.wss + "/wronghost/ws/v1", ssl=client_context))
     # The close reason is cut to 123 bytes; the status body below has it whole.
     assert code == 1011 and reason.startswith(refusal(services.wrong_host.port) + "invalid peer certificate: certificate not"), reason
     status, body = refused_status(f"{gw_http.ws}/wronghost/ws/v1")
@@ -360,7 +356,7 @@ def test_mutual_tls_works_with_the_client_certificate_and_fails_without(gw_mtls,
             return await recv(ws)
 
     assert run(session()) == "gateway-client", "the service saw the gateway's client certificate"
-    code, reason = run(close_of(wss_url(gw, "/mtls/ws/v1"), ssl=client_context))
+    code, reason = run(close_of(gw.wss + "/mtls/ws/v1", ssl=client_context))
     assert (code, reason) == (1011, expected_reason(refusal(services.mtls.port) + "received fatal alert: CertificateRequired"))
 
 
